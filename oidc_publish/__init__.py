@@ -1,0 +1,1 @@
+"""Publish Python distributions through trusted publishing, from a GitHub Actions job."""

@@ -1,0 +1,262 @@
+"""What can go wrong, in the user's words.
+
+Every failure is an ``ActionError`` subclass. The class carries the catalogue entry (a stable
+code, a title, and the general explanation the README's Troubleshooting section is built
+from); the instance carries what happened this time and the exact fix. ``report`` renders
+``diagnostics()`` once; nothing else prints errors.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+PYPI_STATUS_PAGE = "https://status.python.org/"
+
+
+class Level(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One thing to tell the user: an annotation plus a section of the step summary."""
+
+    level: Level
+    title: str
+    message: str
+    fix: str = ""
+    file: str | None = None
+    # Markdown for the step summary only: tables, claims, YAML too long for an annotation.
+    details: str = ""
+
+
+class ActionError(Exception):
+    """A failure the user can act on. Subclasses are the catalogue."""
+
+    code: ClassVar[str]
+    title: ClassVar[str]
+    explanation: ClassVar[str]
+
+    def __init__(
+        self, message: str, *, fix: str, file: str | None = None, details: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.file = file
+        self.details = details
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return [
+            Diagnostic(Level.ERROR, self.title, self.message, self.fix, self.file, self.details)
+        ]
+
+
+def catalogue() -> Iterator[type[ActionError]]:
+    """Every concrete error class, in the order the README documents them."""
+    pending: list[type[ActionError]] = [ActionError]
+    while pending:
+        cls = pending.pop(0)
+        if "code" in vars(cls):
+            yield cls
+        pending.extend(cls.__subclasses__())
+
+
+# Inputs and the runner.
+
+
+class InvalidInput(ActionError):
+    code = "invalid-input"
+    title = "Invalid input"
+    explanation = (
+        "An input in the workflow's `with:` block has a value the action cannot use. "
+        "The message names the input and the values it accepts."
+    )
+
+
+class MissingIdTokenPermission(ActionError):
+    code = "missing-id-token-permission"
+    title = "The job cannot request an identity token"
+    explanation = (
+        "Trusted publishing needs the job's `id-token: write` permission; without it GitHub "
+        "does not give the job the `ACTIONS_ID_TOKEN_REQUEST_*` variables. Add the permission "
+        "to the publishing job (not the whole workflow), or pass an API token as `password`."
+    )
+
+
+class ForkPullRequest(ActionError):
+    code = "fork-pull-request"
+    title = "Pull requests from forks cannot publish"
+    explanation = (
+        "GitHub never gives a workflow triggered by a pull request from a fork an identity "
+        "token, whatever its permissions. Publish from `push` (of a tag), `release` or "
+        "`workflow_dispatch` in the main repository."
+    )
+
+
+class PullRequestTarget(ActionError):
+    code = "pull-request-target"
+    title = "PyPI refuses `pull_request_target` workflows"
+    explanation = (
+        "PyPI does not mint tokens for workflows triggered by `pull_request_target`, because "
+        "they run with the base repository's rights on code from anyone. Publish from `push`, "
+        "`release` or `workflow_dispatch`."
+    )
+
+
+class EnterpriseServer(ActionError):
+    code = "enterprise-server"
+    title = "PyPI does not trust GitHub Enterprise Server"
+    explanation = (
+        "PyPI accepts identity tokens from github.com's issuer only, so a workflow on a GitHub "
+        "Enterprise Server instance cannot use trusted publishing to PyPI or TestPyPI. Use an "
+        "API token (`password`) or publish from github.com."
+    )
+
+
+class InvalidRepositoryUrl(ActionError):
+    code = "invalid-repository-url"
+    title = "`repository-url` is not an upload URL"
+    explanation = (
+        "`repository-url` must be the index's HTTPS upload endpoint, such as "
+        "`https://upload.pypi.org/legacy/` or `https://test.pypi.org/legacy/` (with the "
+        "trailing slash). A `/simple/` URL, a project page or `pypi.org` itself will not take "
+        "uploads; the message names the URL to use."
+    )
+
+
+# Distributions.
+
+
+class NoDistributions(ActionError):
+    code = "no-distributions"
+    title = "No distributions to upload"
+    explanation = (
+        "`packages-dir` is missing, empty, or holds no `*.whl` or `*.tar.gz` files. Build the "
+        "distributions in this job, or download the artifact that holds them, before this step; "
+        "`actions/download-artifact` puts files in `path:`, so name the same folder here."
+    )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason one file (or the set of files) cannot be uploaded."""
+
+    message: str
+    fix: str
+    file: str | None = None
+
+
+class DistributionsRejected(ActionError):
+    code = "invalid-distributions"
+    title = "Distributions cannot be uploaded together"
+    explanation = (
+        "Every distribution is read and checked before the first upload, so nothing is "
+        "half-published: the metadata must parse and render on PyPI, each filename must match "
+        "its metadata, and all files must belong to one project and one version with at most "
+        "one sdist. Each problem is annotated on its file."
+    )
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        super().__init__(
+            f"{len(problems)} problem(s) found before uploading anything",
+            fix="Fix each annotated file and build again; nothing was uploaded.",
+        )
+        self.problems = list(problems)
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return [
+            Diagnostic(Level.ERROR, self.title, p.message, p.fix, p.file) for p in self.problems
+        ]
+
+
+# Trusted publishing.
+
+
+class TrustedPublishingUnavailable(ActionError):
+    code = "trusted-publishing-unavailable"
+    title = "The index does not offer trusted publishing"
+    explanation = (
+        "The index's `/_/oidc/audience` endpoint answered that trusted publishing is disabled "
+        "(403) or does not exist there (404). Check `repository-url`, or use an API token as "
+        "`password` for indexes without trusted publishing."
+    )
+
+
+class IdTokenUnavailable(ActionError):
+    code = "id-token-unavailable"
+    title = "GitHub did not issue an identity token"
+    explanation = (
+        "The request for the job's OIDC identity token failed for a reason that retrying does "
+        "not cure. The message quotes GitHub's answer."
+    )
+
+
+class PublisherMismatch(ActionError):
+    code = "publisher-mismatch"
+    title = "PyPI refused the identity token"
+    explanation = (
+        "PyPI's mint endpoint answered 422: no trusted publisher on the project matches this "
+        "workflow, or the token itself was refused. The step summary shows the token's claims "
+        "beside the publisher PyPI would need. The usual causes: the workflow file was renamed "
+        "(PyPI matches the file name), the job's `environment:` is missing or spelt "
+        "differently from the publisher's, the repository was renamed or transferred (PyPI "
+        "matches the owner's numeric id), or the project does not exist yet and no pending "
+        "publisher was registered for it."
+    )
+
+
+class IndexUnreachable(ActionError):
+    code = "index-unreachable"
+    title = "The index did not answer"
+    explanation = (
+        "A request kept failing with connection errors, timeouts or 5xx answers after every "
+        "retry the policy allows. This is almost always an outage on the index's side: check "
+        f"its status page ({PYPI_STATUS_PAGE} for PyPI) and re-run the job; files already "
+        "uploaded are recognised and not uploaded twice."
+    )
+
+
+class UnexpectedResponse(ActionError):
+    code = "unexpected-response"
+    title = "The index answered something unexpected"
+    explanation = (
+        "An endpoint answered with a page that is not the JSON the protocol defines, often an "
+        "HTML error page from a proxy or CDN, or a URL that is not a PyPI-compatible index."
+    )
+
+
+# Uploads.
+
+
+class UploadRejected(ActionError):
+    """The index refused a file; ``kind`` picks the explanation."""
+
+    code = "upload-rejected"
+    title = "The index refused a file"
+    explanation = (
+        "The index answered the upload with an error. The annotation on the file names the "
+        "reason PyPI gave and the fix; the step summary lists which files are on the index and "
+        "which are not, so a re-run after the fix completes the release."
+    )
+
+    def __init__(self, message: str, *, fix: str, file: str, title: str) -> None:
+        super().__init__(message, fix=fix, file=file)
+        self.specific_title = title
+
+    def diagnostics(self) -> list[Diagnostic]:
+        return [Diagnostic(Level.ERROR, self.specific_title, self.message, self.fix, self.file)]
+
+
+class InternalError(ActionError):
+    code = "internal-error"
+    title = "Internal error"
+    explanation = (
+        "Something failed that the action does not expect. The log holds the traceback; "
+        "please report it with the log attached (secrets are masked)."
+    )

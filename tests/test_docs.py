@@ -1,0 +1,68 @@
+"""The README, action.yml and the code describe the same action."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oidc_publish.inputs import Inputs
+from scripts.troubleshooting import render
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+ACTION: dict[str, Any] = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
+
+
+def table(heading: str) -> dict[str, list[str]]:
+    """The README table under `heading`, keyed by its first column's code name."""
+    section = README.split(heading, 1)[1].split("\n#", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        name = re.fullmatch(r"`([\w-]+)`", cells[0])
+        if name:
+            rows[name.group(1)] = cells[1:]
+    return rows
+
+
+def test_every_input_is_read_by_the_code_with_the_same_default() -> None:
+    declared = {
+        name: spec for name, spec in ACTION["inputs"].items() if "deprecationMessage" not in spec
+    }
+    read = {field.alias or name: field for name, field in Inputs.model_fields.items()}
+    assert set(declared) == set(read)
+    for name, spec in declared.items():
+        default = read[name].default
+        expected = "" if default is None else str(default).lower() if isinstance(default, bool) else default
+        assert spec.get("default", "") == expected, name
+
+
+def test_old_spellings_map_to_a_current_input() -> None:
+    old = {n for n, spec in ACTION["inputs"].items() if "deprecationMessage" in spec}
+    assert old == {"repository_url", "packages_dir", "verify_metadata", "skip_existing", "print_hash"}
+    assert all(name.replace("_", "-") in ACTION["inputs"] for name in old)
+    assert all(f"`{name}`" in README for name in old)
+
+
+def test_readme_documents_every_input_with_its_default() -> None:
+    documented = table("### Inputs")
+    current = {n: s for n, s in ACTION["inputs"].items() if "deprecationMessage" not in s}
+    assert set(documented) == set(current)
+    for name, spec in current.items():
+        default = spec.get("default")
+        shown = documented[name][0]
+        assert shown == (f"`{default}`" if default else "(empty)"), name
+
+
+def test_readme_documents_every_output_and_the_code_writes_them() -> None:
+    assert set(table("### Outputs")) == set(ACTION["outputs"])
+    report = (ROOT / "oidc_publish" / "report.py").read_text(encoding="utf-8")
+    for name in ACTION["outputs"]:
+        assert f'"{name}"' in report, name
+
+
+def test_troubleshooting_is_the_error_catalogue() -> None:
+    assert render() in README, "run: python scripts/troubleshooting.py --write"
