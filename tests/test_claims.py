@@ -23,7 +23,9 @@ def test_publisher_pypi_needs_comes_from_job_workflow_ref() -> None:
                 "repository_owner": "octo-org",
                 "repository_owner_id": "42",
                 "workflow_ref": "octo-org/sample/.github/workflows/ci.yml@refs/tags/v1",
-                "job_workflow_ref": "octo-org/shared/.github/workflows/publish.yaml@refs/heads/main",
+                "job_workflow_ref": (
+                    "octo-org/shared/.github/workflows/publish.yaml@refs/heads/main"
+                ),
                 "environment": "pypi",
             }
         )
@@ -31,7 +33,11 @@ def test_publisher_pypi_needs_comes_from_job_workflow_ref() -> None:
     assert claims is not None
     assert claims.is_reusable_workflow
     publisher = claims.publisher()
-    assert (publisher.owner, publisher.repository, publisher.owner_id) == ("octo-org", "sample", "42")
+    assert (publisher.owner, publisher.repository, publisher.owner_id) == (
+        "octo-org",
+        "sample",
+        "42",
+    )
     assert publisher.workflow == "publish.yaml"
     assert publisher.environment == "pypi"
 

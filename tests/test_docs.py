@@ -36,13 +36,25 @@ def test_every_input_is_read_by_the_code_with_the_same_default() -> None:
     assert set(declared) == set(read)
     for name, spec in declared.items():
         default = read[name].default
-        expected = "" if default is None else str(default).lower() if isinstance(default, bool) else default
+        expected = (
+            ""
+            if default is None
+            else str(default).lower()
+            if isinstance(default, bool)
+            else default
+        )
         assert spec.get("default", "") == expected, name
 
 
 def test_old_spellings_map_to_a_current_input() -> None:
     old = {n for n, spec in ACTION["inputs"].items() if "deprecationMessage" in spec}
-    assert old == {"repository_url", "packages_dir", "verify_metadata", "skip_existing", "print_hash"}
+    assert old == {
+        "repository_url",
+        "packages_dir",
+        "verify_metadata",
+        "skip_existing",
+        "print_hash",
+    }
     assert all(name.replace("_", "-") in ACTION["inputs"] for name in old)
     assert all(f"`{name}`" in README for name in old)
 

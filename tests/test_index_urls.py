@@ -13,7 +13,9 @@ def test_pypi_addresses() -> None:
     assert pypi.audience_url == "https://upload.pypi.org/_/oidc/audience"
     assert pypi.mint_url == "https://upload.pypi.org/_/oidc/mint-token"
     assert pypi.simple_url == "https://pypi.org/simple/"
-    assert pypi.release_url("sample-project", "1.0") == "https://pypi.org/project/sample-project/1.0/"
+    assert (
+        pypi.release_url("sample-project", "1.0") == "https://pypi.org/project/sample-project/1.0/"
+    )
 
 
 def test_testpypi_addresses() -> None:
@@ -27,7 +29,10 @@ def test_other_index_has_no_release_page_and_a_sibling_simple_api() -> None:
     other = Index("https://127.0.0.1:8443/legacy/")
     assert other.release_url("x", "1") is None
     assert other.simple_url == "https://127.0.0.1:8443/simple/"
-    assert other.project_simple_url("sample-project") == "https://127.0.0.1:8443/simple/sample-project/"
+    assert (
+        other.project_simple_url("sample-project")
+        == "https://127.0.0.1:8443/simple/sample-project/"
+    )
 
 
 def test_publisher_form_is_prefilled() -> None:

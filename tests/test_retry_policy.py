@@ -34,7 +34,11 @@ class Script:
     def run(self, policy: RetryPolicy) -> str:
         notices: list[RetryNotice] = []
         result = retrying(
-            self.attempt, policy, notices.append, sleep=self.waits.append, rng=random.Random(7)
+            self.attempt,
+            policy,
+            notices.append,
+            sleep=self.waits.append,
+            rng=random.Random(7),  # noqa: S311 - jitter
         )
         assert [n.delay for n in notices] == self.waits
         return result

@@ -1,0 +1,28 @@
+# The image every release pins in action.yml; between releases the runner builds it
+# from here. It holds publishing rights, so every input is pinned: the base image
+# by the digest of its multi-platform index (Dependabot moves it, tag kept for
+# people), the Python packages by requirements.txt's hashes.
+#
+# No `# syntax=` line: it would pull a floating frontend image at build time.
+FROM python:3.13-slim@sha256:3dd7cc108ec1493442514f5c2a871af6af0ec31d768ff6e378a93340c3b3db5f
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The lock stays in the image as its record of what was installed.
+# --no-deps: the lock is the whole dependency set, pip resolves nothing.
+# --require-hashes: a file whose bytes differ from the lock is refused.
+# --only-binary: wheels only, so nothing is built and no compiler is needed.
+# tests/test_supply_chain.py runs this exact command and expects no other RUN.
+COPY requirements.txt /app/requirements.txt
+RUN pip install --no-deps --require-hashes --only-binary=:all: --no-compile --root-user-action=ignore -r /app/requirements.txt
+
+COPY entrypoint.py /app/entrypoint.py
+COPY oidc_publish/ /app/oidc_publish/
+
+# No USER and no WORKDIR: the runner starts Docker actions as root with
+# --workdir /github/workspace, and the files it shares with the job
+# (workspace, GITHUB_OUTPUT, step summary) are written for that.
+ENTRYPOINT ["python", "/app/entrypoint.py"]

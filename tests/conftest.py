@@ -1,0 +1,81 @@
+"""Fixtures: one local index for the session, reset for every test that uses it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from tests.localindex.clients import pip_install
+from tests.localindex.runner import ActionRun, run_action
+from tests.localindex.server import LocalIndex
+
+# Tests import these from here.
+__all__ = ["Run", "pip_install"]
+
+
+class Run(Protocol):
+    """The `run` fixture: run_action bound to the test's index and workspace."""
+
+    def __call__(
+        self,
+        inputs: Mapping[str, str] | None = ...,
+        *,
+        env: Mapping[str, str | None] | None = ...,
+        event: Mapping[str, Any] | None = ...,
+        id_token: bool = ...,
+        python: str = ...,
+        entrypoint: Path = ...,
+        timeout: float = ...,
+    ) -> ActionRun: ...
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_pip() -> Iterator[None]:
+    """Any pip a test starts sees no machine-wide pip configuration."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith("PIP_")]:
+            patch.delenv(name)
+        patch.setenv("PIP_CONFIG_FILE", os.devnull)
+        yield
+
+
+@pytest.fixture(scope="session")
+def local_index() -> Iterator[LocalIndex]:
+    with LocalIndex() as index:
+        yield index
+
+
+@pytest.fixture
+def index(local_index: LocalIndex) -> LocalIndex:
+    local_index.reset()
+    return local_index
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """The checkout the action runs in, with an empty dist/."""
+    workspace = tmp_path / "workspace"
+    (workspace / "dist").mkdir(parents=True)
+    return workspace
+
+
+@pytest.fixture
+def run(index: LocalIndex, workspace: Path) -> Run:
+    """run_action bound to the test's index and workspace.
+
+    Every run, passing or failing, is scanned for every secret the index handed out or was
+    given (identity tokens, the token-request bearer, minted and API tokens): none may appear
+    anywhere a reader could see it.
+    """
+
+    def scanned(inputs: Mapping[str, str] | None = None, **options: Any) -> ActionRun:
+        result = run_action(index, workspace, inputs, **options)
+        leaked = result.leaked(index)
+        assert not leaked, f"{len(leaked)} secret(s) in the output: {result.all_text()}"
+        return result
+
+    return scanned

@@ -1,0 +1,58 @@
+"""`./dev demo`: publish a sample package to a local index through trusted publishing.
+
+Starts the local HTTPS index the tests use (PyPI's trusted-publishing endpoints and GitHub's
+identity-token endpoint emulated, pypiserver for storage), builds a sample wheel and sdist,
+runs entrypoint.py exactly as GitHub's runner would, then installs the package back from the
+index with pip. Prints what a maintainer would see: the job log, the step summary, the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.localindex.clients import pip_install
+from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.runner import run_action
+from tests.localindex.server import LocalIndex
+
+
+def main() -> int:
+    for name in [name for name in os.environ if name.startswith("PIP_")]:
+        del os.environ[name]
+    os.environ["PIP_CONFIG_FILE"] = os.devnull
+    with tempfile.TemporaryDirectory() as scratch, LocalIndex() as index:
+        workspace = Path(scratch) / "workspace"
+        make_wheel(workspace / "dist", "sample-project", "1.0.0")
+        make_sdist(workspace / "dist", "sample-project", "1.0.0")
+        print(f"Local index: {index.url} (upload {index.upload_url})\n")
+
+        result = run_action(index, workspace)
+
+        print("── job log " + "─" * 60)
+        print(result.log())
+        print("── step summary " + "─" * 55)
+        print(result.summary)
+        print("── outputs " + "─" * 60)
+        for name, value in result.outputs.items():
+            shown = json.dumps(json.loads(value), indent=2) if name == "files" else value
+            print(f"{name}: {shown}")
+        print(f"\nexit code: {result.returncode}")
+        leaked = result.leaked(index)
+        if leaked:
+            print(f"A secret appeared in the output ({len(leaked)})!", file=sys.stderr)
+            return 1
+        if result.returncode != 0:
+            return result.returncode
+
+        installed = pip_install(index, "sample-project==1.0.0", Path(scratch) / "site")
+        verdict = "works" if installed.returncode == 0 else "FAILED\n" + installed.stderr
+        print(f"pip install sample-project==1.0.0 from the local index: {verdict}")
+        return installed.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Direct calls to the local index, made the way the action's tools make them."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import requests
+from twine.package import PackageFile
+from twine.repository import Repository
+
+from tests.localindex.server import LocalIndex
+
+
+def https_client(index: LocalIndex, *, timeout: float = 10) -> httpx.Client:
+    """An httpx client for the index that trusts its CA and nothing else."""
+    trust = ssl.create_default_context(cafile=str(index.ca_pem))
+    return httpx.Client(base_url=index.url, verify=trust, timeout=timeout)
+
+
+def id_token(index: LocalIndex, audience: str = "pypi") -> str:
+    """A GitHub ID token, requested as a job with `id-token: write` requests it."""
+    with https_client(index) as client:
+        response = client.get(
+            f"{index.id_token_request_url}&audience={audience}",
+            headers={"Authorization": f"Bearer {index.id_token_request_token}"},
+        )
+    response.raise_for_status()
+    return str(response.json()["value"])
+
+
+def mint_token(index: LocalIndex) -> str:
+    """A fresh upload token, exchanged for a fresh ID token."""
+    token = id_token(index, index.audience)
+    with https_client(index) as client:
+        response = client.post("/_/oidc/mint-token", json={"token": token})
+    response.raise_for_status()
+    return str(response.json()["token"])
+
+
+def twine_upload(
+    index: LocalIndex, path: Path, password: str, *, username: str = "__token__"
+) -> requests.Response:
+    """Uploads one file with twine's own client, in process."""
+    repository = Repository(index.upload_url, username, password, disable_progress_bar=True)
+    # Environment settings (REQUESTS_CA_BUNDLE, proxies) would override the session's.
+    repository.session.trust_env = False
+    repository.session.verify = str(index.ca_pem)
+    try:
+        return repository.upload(PackageFile.from_filename(str(path), comment=None))
+    finally:
+        repository.close()
+
+
+def pip_env() -> dict[str, str]:
+    """This process's environment without pip configuration.
+
+    The machine's pip config adds indexes and find-links; a pip under test must see
+    the local index only.
+    """
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("PIP_")}
+    return environ | {"PIP_CONFIG_FILE": os.devnull}
+
+
+def pip_install(
+    index: LocalIndex, requirement: str, target: Path
+) -> subprocess.CompletedProcess[str]:
+    """`pip install --target` from the index's simple API, as a user of the release would."""
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-cache-dir",
+        "--no-deps",
+        "--index-url",
+        index.simple_url,
+        "--cert",
+        str(index.ca_pem),
+        "--target",
+        str(target),
+        requirement,
+    ]
+    # pip's requests would take REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE over --cert.
+    environ = pip_env() | {"REQUESTS_CA_BUNDLE": str(index.ca_pem)}
+    environ.pop("CURL_CA_BUNDLE", None)
+    return subprocess.run(
+        command, env=environ, capture_output=True, text=True, timeout=120, check=False
+    )

@@ -1,0 +1,479 @@
+"""Every failure explains itself: what went wrong, why, and the change that fixes it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Run
+from tests.localindex import identity
+from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.runner import ActionRun, Annotation
+from tests.localindex.server import Fault, LocalIndex, Publisher
+
+
+def release(workspace: Path, name: str = "sample-project", version: str = "1.0.0") -> list[Path]:
+    dist = workspace / "dist"
+    return [make_wheel(dist, name, version), make_sdist(dist, name, version)]
+
+
+def the_error(result: ActionRun) -> Annotation:
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [a for a in result.annotations if a.level == "error"]
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+# Preflight: found before any request.
+
+
+def test_missing_id_token_permission_shows_the_yaml_to_add(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+
+    result = run(id_token=False)
+
+    error = the_error(result)
+    assert error.title == "The job cannot request an identity token"
+    assert "id-token: write" in error.message
+    assert "password" in error.message
+    assert "```yaml\njobs:\n  publish:\n    permissions:\n      id-token: write" in result.summary
+    assert index.log == []
+
+
+def test_fork_pull_request_says_forks_never_get_a_token(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    event = {
+        "pull_request": {
+            "head": {"repo": {"full_name": "stranger/sample-project", "fork": True}},
+            "base": {"repo": {"full_name": identity.REPOSITORY, "fork": False}},
+        }
+    }
+
+    result = run(event=event, env={"GITHUB_EVENT_NAME": "pull_request"}, id_token=False)
+
+    error = the_error(result)
+    assert error.title == "Pull requests from forks cannot publish"
+    assert "never gives" in error.message
+    assert "`push`" in error.message
+    assert "`release`" in error.message
+    assert index.log == []
+
+
+def test_pull_request_target_is_refused_before_trying(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+
+    result = run(env={"GITHUB_EVENT_NAME": "pull_request_target"})
+
+    error = the_error(result)
+    assert error.title == "PyPI refuses `pull_request_target` workflows"
+    assert index.log == []
+
+
+def test_enterprise_server_cannot_use_trusted_publishing_to_pypi(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+
+    result = run(
+        {"repository-url": "https://upload.pypi.org/legacy/"},
+        env={"GITHUB_SERVER_URL": "https://github.example.com"},
+    )
+
+    error = the_error(result)
+    assert error.title == "PyPI does not trust GitHub Enterprise Server"
+    assert "github.com" in error.message
+    assert "https://github.example.com" in error.message
+
+
+@pytest.mark.parametrize(
+    ("url", "right"),
+    [
+        ("https://upload.pypi.org/legacy", "https://upload.pypi.org/legacy/"),
+        ("https://pypi.org/simple/", "https://upload.pypi.org/legacy/"),
+        ("https://pypi.org/project/sample-project/", "https://upload.pypi.org/legacy/"),
+        ("https://pypi.org/legacy/", "https://upload.pypi.org/legacy/"),
+    ],
+)
+def test_wrong_repository_url_names_the_right_one(
+    index: LocalIndex, workspace: Path, run: Run, url: str, right: str
+) -> None:
+    release(workspace)
+
+    result = run({"repository-url": url})
+
+    error = the_error(result)
+    assert error.title == "Invalid input"
+    assert "`repository-url`" in error.message
+    assert f"use {right}" in error.message
+
+
+def test_missing_packages_dir_is_named(index: LocalIndex, workspace: Path, run: Run) -> None:
+    result = run({"packages-dir": "wheelhouse"})
+
+    error = the_error(result)
+    assert error.title == "No distributions to upload"
+    assert "`wheelhouse` does not exist" in error.message
+    assert "download-artifact" in error.message
+
+
+def test_only_other_files_in_packages_dir(index: LocalIndex, workspace: Path, run: Run) -> None:
+    (workspace / "dist" / "sample_project-1.0.0.zip").write_bytes(b"PK")
+    (workspace / "dist" / "notes.txt").write_text("hi")
+
+    result = run()
+
+    error = the_error(result)
+    assert "`sample_project-1.0.0.zip`" in error.message
+    assert "`notes.txt`" in error.message
+    assert "only wheels and `.tar.gz` sdists" in error.message
+
+
+def test_nested_download_artifact_folder_is_followed_with_a_notice(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel = make_wheel(workspace / "dist" / "dist", "sample-project", "1.0.0")
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    assert set(index.files()) == {wheel.name}
+    [notice] = [a for a in result.annotations if a.level == "notice"]
+    assert "dist/dist" in notice.message
+
+
+def test_ignored_files_are_one_notice(index: LocalIndex, workspace: Path, run: Run) -> None:
+    release(workspace)
+    (workspace / "dist" / "checksums.txt").write_text("x")
+    (workspace / "dist" / "sample_project-1.0.0.tar.gz.asc").write_text("sig")
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    notices = [a for a in result.annotations if a.level == "notice"]
+    assert len(notices) == 1
+    assert "`checksums.txt`" in notices[0].message
+
+
+def test_distributions_that_cannot_go_up_together_are_all_annotated_before_uploading(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    dist = workspace / "dist"
+    make_wheel(dist, "sample-project", "1.0.0")
+    make_wheel(dist, "sample-project", "1.0.1")
+    make_sdist(dist, "sample-project", "1.0.0")
+    make_sdist(dist, "sample-project", "1.0.0", filename="sample-project-1.0.0.tar.gz")
+    make_wheel(
+        dist,
+        "sample-project",
+        "1.0.0",
+        metadata_overrides={"Version": "9.9"},
+        filename="sample_project-1.0.0-py2-none-any.whl",
+    )
+    (dist / "broken-1.0.0-py3-none-any.whl").write_bytes(b"PK\x03\x04 truncated")
+
+    result = run()
+
+    assert result.returncode == 1
+    errors = [a for a in result.annotations if a.level == "error"]
+    by_file = {a.file: a.message for a in errors if a.file}
+    assert "not a readable archive" in by_file["dist/broken-1.0.0-py3-none-any.whl"]
+    assert "9.9" in by_file["dist/sample_project-1.0.0-py2-none-any.whl"]
+    assert any("one sdist per release" in a.message for a in errors)
+    assert any("1.0.1" in a.message and "releases" in a.message for a in errors)
+    assert index.count("upload") == 0
+    assert index.count("mint") == 0
+
+
+def test_rst_description_that_pypi_would_refuse(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    make_wheel(
+        workspace / "dist",
+        "sample-project",
+        "1.0.0",
+        description="Title\n=====\n\n.. broken:: directive\n\n`unclosed",
+        description_content_type="text/x-rst",
+    )
+
+    checked = run()
+
+    error = the_error(checked)
+    assert error.file == "dist/sample_project-1.0.0-py3-none-any.whl"
+    assert "does not render" in error.message
+    assert index.count("upload") == 0
+    assert index.count("mint") == 0
+
+    # Unchecked, the index is the one to refuse it, after the token exchange.
+    unchecked = the_error(run({"verify-metadata": "false"}))
+    assert unchecked.title == "Metadata refused"
+    assert "description failed to render" in unchecked.message
+    assert index.count("upload") == 1
+
+
+def test_more_than_ten_errors_fold_into_the_tenth_annotation(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    for n in range(13):
+        (workspace / "dist" / f"broken{n:02}-1.0-py3-none-any.whl").write_bytes(b"junk")
+
+    result = run()
+
+    errors = [a for a in result.annotations if a.level == "error"]
+    assert len(errors) == 10
+    assert errors[-1].title == "4 more errors"
+    assert "broken12" in errors[-1].message
+    assert result.summary.count("not a readable archive") == 13
+
+
+# Trusted-publishing diagnosis.
+
+
+def test_audience_403_means_trusted_publishing_disabled(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    index.trusted_publishing = "disabled"
+
+    error = the_error(run())
+
+    assert error.title == "The index does not offer trusted publishing"
+    assert "403" in error.message
+    assert "disabled" in error.message
+
+
+def test_audience_404_means_no_trusted_publishing_there(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    index.trusted_publishing = "absent"
+
+    error = the_error(run())
+
+    assert "404" in error.message
+    assert "does not offer trusted publishing" in error.message
+    assert "`password`" in error.message
+
+
+def test_environment_mismatch_names_the_environment_fix(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    index.publishers = [
+        Publisher(
+            identity.OWNER, identity.REPOSITORY_NAME, identity.OWNER_ID, "release.yml", "release"
+        )
+    ]
+
+    result = run()
+
+    error = the_error(result)
+    assert "Publisher with matching claims was not found" in error.message
+    assert "`environment:` is missing or misspelt" in error.message
+    assert "environment `pypi`" in error.message
+    assert "| Environment | `pypi` | `pypi` |" in result.summary
+    assert index.count("mint") == 1
+
+
+def test_renamed_repository_shows_the_owner_id_pypi_needs(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    index.publishers = [
+        Publisher(identity.OWNER, identity.REPOSITORY_NAME, "999", "release.yml", "pypi")
+    ]
+
+    result = run()
+
+    error = the_error(result)
+    assert "renamed or transferred" in error.message
+    assert f"| Owner id | `{identity.OWNER_ID}` | `{identity.OWNER_ID}` |" in result.summary
+
+
+def test_reusable_workflow_warns_which_file_pypi_must_name(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    # PyPI accepts a reusable workflow of the same repository, at the caller's ref.
+    index.claims["job_workflow_ref"] = (
+        f"{identity.REPOSITORY}/.github/workflows/publish.yml@{identity.REF}"
+    )
+    index.publishers = [
+        Publisher(
+            identity.OWNER, identity.REPOSITORY_NAME, identity.OWNER_ID, "publish.yml", "pypi"
+        )
+    ]
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    [warning] = [a for a in result.annotations if a.level == "warning"]
+    assert warning.title == "Publishing from a reusable workflow"
+    assert "`publish.yml`" in warning.message
+    assert "limited" in warning.message
+
+
+def test_html_from_the_mint_endpoint_is_named(index: LocalIndex, workspace: Path, run: Run) -> None:
+    release(workspace)
+    index.faults("mint", Fault.status(200, body="<html>Just a moment...</html>"))
+
+    error = the_error(run())
+
+    assert error.title == "The index answered something unexpected"
+    assert "/_/oidc/mint-token" in error.message
+    assert "text/html" in error.message
+    assert index.count("upload") == 0
+
+
+def test_permanent_outage_ends_in_bounded_attempts_with_the_endpoint_named(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    down = Fault.status(503, headers={"Retry-After": "0"})
+    index.faults("audience", *[down] * 10)
+
+    error = the_error(run())
+
+    assert error.title == "The index did not answer"
+    assert "the audience endpoint" in error.message
+    assert "6 attempt(s)" in error.message
+    assert "status.python.org" in error.message
+    assert index.count("audience") == 6
+
+
+def test_identity_token_service_outage_is_retried(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    index.faults("id-token", Fault.status(502), Fault.status(503))
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    assert index.count("id-token") == 3
+
+
+# Upload errors: PyPI's reason phrase becomes a titled annotation on the file.
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "title", "fix_words"),
+    [
+        (
+            400,
+            "This filename was previously used by a file that has since been deleted. "
+            "Use a different version.",
+            "Filename previously used",
+            "post-release",
+        ),
+        (
+            400,
+            "File too large. Limit for project 'sample-project' is 100 MB. "
+            "See https://docs.pypi.org/project-management/storage-limits#requesting-a-file-size-limit-increase",
+            "File too large",
+            "limit-request",
+        ),
+        (
+            400,
+            "Uploading new files to releases older than 14 days is not allowed.",
+            "Release too old for new files",
+            "new version",
+        ),
+        (
+            403,
+            "Non-user identities cannot create new projects. This was probably caused by "
+            "successfully using a pending publisher but specifying the project name incorrectly",
+            "Project does not exist yet",
+            "pending publisher",
+        ),
+        (
+            403,
+            "Read-only mode: Uploads are temporarily disabled.",
+            "Index in read-only mode",
+            "status.python.org",
+        ),
+        (
+            400,
+            "Invalid value for classifiers. Error: Classifier 'Foo :: Bar' is not valid.",
+            "Metadata refused",
+            "twine check",
+        ),
+    ],
+)
+def test_upload_refusals_are_titled_on_the_file(
+    index: LocalIndex,
+    workspace: Path,
+    run: Run,
+    code: int,
+    reason: str,
+    title: str,
+    fix_words: str,
+) -> None:
+    wheel, _ = release(workspace)
+    index.faults("upload", Fault.status(code, reason))
+
+    result = run()
+
+    error = the_error(result)
+    assert error.title == title
+    assert error.file == f"dist/{wheel.name}"
+    assert reason[:40] in error.message
+    assert fix_words in error.message
+    # Not retried, and the summary says what is where: the sdist never went up.
+    assert index.count("upload") == 1
+    assert "Not on the index: " in result.summary
+
+
+def test_token_scoped_to_another_project(index: LocalIndex, workspace: Path, run: Run) -> None:
+    release(workspace)
+    index.publishers = [
+        Publisher(
+            identity.OWNER,
+            identity.REPOSITORY_NAME,
+            identity.OWNER_ID,
+            "release.yml",
+            "pypi",
+            projects=frozenset({"other-project"}),
+        )
+    ]
+
+    error = the_error(run())
+
+    assert error.title == "Token not allowed for this project"
+    assert "not valid for project 'sample-project'" in error.message
+
+
+# Dry run.
+
+
+def test_dry_run_proves_the_publisher_and_uploads_nothing(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+
+    result = run({"dry-run": "true"})
+
+    assert result.returncode == 0, result.stdout
+    assert index.count("mint", 200) == 1
+    assert index.count("upload") == 0
+    assert index.files() == {}
+    assert "Dry run" in result.summary
+    assert result.summary.count("would upload") == 2
+    assert json.loads(result.outputs["files"]) == []
+    assert result.outputs["release-url"] == ""
+
+
+def test_dry_run_fails_on_a_bad_publisher(index: LocalIndex, workspace: Path, run: Run) -> None:
+    release(workspace)
+    index.publishers = []
+
+    error = the_error(run({"dry-run": "true"}))
+
+    assert error.title == "PyPI refused the identity token"

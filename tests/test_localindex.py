@@ -1,0 +1,375 @@
+"""The local index answers as GitHub and PyPI do; every other test relies on it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from twine.commands.check import check
+
+from tests.localindex import identity
+from tests.localindex.clients import https_client, id_token, mint_token, pip_install, twine_upload
+from tests.localindex.dists import BROKEN_RST, make_sdist, make_wheel
+from tests.localindex.oidc import default_publisher
+from tests.localindex.runner import Annotation, run_action
+from tests.localindex.server import Fault, LocalIndex
+
+NOT_FOUND = (
+    "valid token, but no corresponding publisher (Publisher with matching claims was not found)"
+)
+STATIC_TOKEN = "pypi-static-token-for-tests"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mint(index: LocalIndex, token: str, path: str = "/_/oidc/mint-token") -> httpx.Response:
+    with https_client(index) as client:
+        return client.post(path, json={"token": token})
+
+
+def refusal(response: httpx.Response) -> dict[str, str]:
+    """The one error of a 422 from the mint endpoint."""
+    assert response.status_code == 422
+    body = response.json()
+    assert body["message"] == "Token request failed"
+    [error] = body["errors"]
+    return dict(error)
+
+
+def test_id_token_endpoint_wants_the_request_token_and_signs_githubs_claims(
+    index: LocalIndex,
+) -> None:
+    url = f"{index.id_token_request_url}&audience=pypi"
+    with https_client(index) as client:
+        assert client.get(url).status_code == 401
+        assert client.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        answer = client.get(
+            url, headers={"Authorization": f"bearer {index.id_token_request_token}"}
+        )
+
+    token = answer.json()["value"]
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+    assert jwt.get_unverified_header(token)["kid"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["iss"] == "https://token.actions.githubusercontent.com"
+    assert claims["aud"] == "pypi"
+    assert (claims["exp"] - claims["iat"], claims["iat"] - claims["nbf"]) == (300, 600)
+    assert claims["job_workflow_ref"] == identity.WORKFLOW_REF
+    assert all(isinstance(v, str) for k, v in claims.items() if k not in {"iat", "nbf", "exp"})
+    assert index.issued_id_tokens == [token]
+
+
+def test_an_id_token_mints_once(index: LocalIndex) -> None:
+    token = id_token(index)
+
+    minted = mint(index, token)
+    replayed = mint(index, token, "/_/oidc/github/mint-token")
+
+    assert minted.status_code == 200
+    body = minted.json()
+    assert body["success"] is True
+    assert body["token"].startswith("pypi-")
+    assert body["expires"] == pytest.approx(time.time() + 900, abs=5)
+    assert list(index.minted_tokens) == [body["token"]]
+    assert refusal(replayed) == {
+        "code": "invalid-reuse-token",
+        "description": "invalid token: already used",
+    }
+
+
+@pytest.mark.parametrize(
+    ("claims", "code", "description"),
+    [
+        ({"repository_owner_id": "999"}, "invalid-publisher", NOT_FOUND),
+        # PyPI picks a publisher by environment, so a mismatch is "not found".
+        ({"environment": "staging"}, "invalid-publisher", NOT_FOUND),
+        (
+            {"event_name": "pull_request_target"},
+            "invalid-publisher",
+            "valid token, but no corresponding publisher (Publishing from a workflow "
+            "invoked via 'pull_request_target' is not supported.)",
+        ),
+        (
+            {"job_workflow_ref": f"{identity.REPOSITORY}/.github/workflows/release.yml@main"},
+            "invalid-publisher",
+            "valid token, but no corresponding publisher (The job_workflow_ref claim does not "
+            f"match, expecting one of ['{identity.REPOSITORY}/.github/workflows/release.yml"
+            f"@{identity.SHA}', '{identity.WORKFLOW_REF}'], got "
+            f"'{identity.REPOSITORY}/.github/workflows/release.yml@main')",
+        ),
+        ({"iss": "https://issuer.invalid"}, "invalid-payload", "unknown trusted publishing issuer"),
+        ({"exp": 1}, "invalid-token", "malformed or invalid token"),
+    ],
+)
+def test_mint_refuses_as_pypi_does(
+    index: LocalIndex, claims: dict[str, str | int], code: str, description: str
+) -> None:
+    index.claims.update(claims)
+
+    assert refusal(mint(index, id_token(index))) == {"code": code, "description": description}
+    assert index.minted_tokens == {}
+
+
+def test_mint_checks_audience_and_whether_trusted_publishing_is_on(index: LocalIndex) -> None:
+    assert refusal(mint(index, id_token(index, "testpypi")))["code"] == "invalid-token"
+
+    index.trusted_publishing = "disabled"
+    with https_client(index) as client:
+        audience = client.get("/_/oidc/audience")
+    assert (audience.status_code, audience.json()) == (
+        403,
+        {"message": "Trusted publishing functionality not enabled"},
+    )
+    assert refusal(mint(index, id_token(index)))["code"] == "not-enabled"
+
+    index.trusted_publishing = "absent"
+    with https_client(index) as client:
+        assert client.get("/_/oidc/audience").status_code == 404
+
+
+def test_a_publisher_without_environment_accepts_any(index: LocalIndex) -> None:
+    index.publishers = [dataclasses.replace(default_publisher(), environment=None)]
+    index.claims["environment"] = "staging"
+
+    assert mint(index, id_token(index)).status_code == 200
+
+
+def test_twine_upload_is_stored_and_listed_with_its_sha256(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+
+    answer = twine_upload(index, wheel, mint_token(index))
+
+    assert (answer.status_code, answer.text) == (200, "")
+    assert index.log[-1] == ("upload", "POST", "/legacy/", 200)
+    assert index.files() == {wheel.name: sha256(wheel)}
+    with https_client(index) as client:
+        page = client.get("/simple/sample-project/").text
+    assert f"{wheel.name}#sha256={sha256(wheel)}" in page
+    installed = pip_install(index, "sample-project==1.0.0", tmp_path / "site")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert '__version__ = "1.0.0"' in (tmp_path / "site/sample_project/__init__.py").read_text()
+
+
+def test_same_bytes_again_are_fine_other_bytes_already_exist(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    token = mint_token(index)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    other = make_wheel(tmp_path / "other", "sample-project", "1.0.0", summary="Changed")
+    twine_upload(index, wheel, token)
+
+    again = twine_upload(index, wheel, token)
+    clash = twine_upload(index, other, token)
+
+    assert (again.status_code, again.text) == (200, "")
+    blake2 = hashlib.blake2b(other.read_bytes(), digest_size=32).hexdigest()
+    assert (clash.status_code, clash.reason) == (
+        400,
+        f"File already exists ('{other.name}', with blake2_256 hash '{blake2}'). "
+        "See https://pypi.org/help/#file-name-reuse for more information.",
+    )
+    assert index.files() == {wheel.name: sha256(wheel)}
+
+
+def test_pypiserver_mode_answers_existing_files_as_pypiserver(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    index.mode = "pypiserver"
+    index.api_tokens.add(STATIC_TOKEN)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    twine_upload(index, wheel, STATIC_TOKEN)
+
+    again = twine_upload(index, wheel, STATIC_TOKEN)
+
+    # 409 for other clients; twine's User-Agent gets a 400 with the message in the body.
+    assert (again.status_code, again.reason) == (400, "Bad Request")
+    assert "already exists" in again.text
+
+
+def test_upload_credentials_are_checked_as_pypi_checks_them(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    index.api_tokens.add(STATIC_TOKEN)
+    index.publishers = [dataclasses.replace(default_publisher(), projects={"other-project"})]
+
+    assert twine_upload(index, wheel, STATIC_TOKEN, username="alice").reason == (
+        "Username/Password authentication is no longer supported. Migrate to API Tokens or "
+        "Trusted Publishers instead. See https://pypi.org/help/#apitoken and "
+        "https://pypi.org/help/#trusted-publishers"
+    )
+    assert twine_upload(index, wheel, "pypi-unknown").reason == (
+        "Invalid or non-existent authentication information. "
+        "See https://pypi.org/help/#invalid-auth for more information."
+    )
+    assert twine_upload(index, wheel, mint_token(index)).reason == (
+        "Invalid API Token: OIDC scoped token is not valid for project 'sample-project', "
+        "project-scoped token is not valid for project: 'sample-project'"
+    )
+    assert index.files() == {}
+    assert twine_upload(index, wheel, STATIC_TOKEN).status_code == 200
+    assert index.count("upload", 403) == 3
+
+
+def test_token_expiry_is_judged_once_the_whole_body_has_arrived(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0", payload_size=384 * 1024)
+    # Valid when the upload starts, expired by the time 1.5 s of body has come in.
+    index.token_lifetime = 1.0
+    index.upload_throttle = 256 * 1024
+
+    answer = twine_upload(index, wheel, mint_token(index))
+
+    assert (answer.status_code, answer.reason) == (403, "Invalid API Token: token is expired")
+
+
+def test_upload_content_is_checked_as_pypi_checks_it(index: LocalIndex, tmp_path: Path) -> None:
+    index.api_tokens.add(STATIC_TOKEN)
+    index.file_size_limit = 1024 * 1024
+    broken = make_wheel(
+        tmp_path, "broken", "1.0", description=BROKEN_RST, description_content_type="text/x-rst"
+    )
+    mislabelled = make_wheel(tmp_path, "mislabelled", "1.0", metadata_overrides={"Version": "9.9"})
+    large = make_wheel(tmp_path, "large", "1.0", payload_size=1024 * 1024)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+
+    assert twine_upload(index, broken, STATIC_TOKEN).reason == (
+        "The description failed to render for 'text/x-rst'. "
+        "See https://pypi.org/help/#description-content-type for more information."
+    )
+    assert twine_upload(index, mislabelled, STATIC_TOKEN).reason == (
+        "Version in filename should be '9.9' not '1.0'."
+    )
+    assert twine_upload(index, large, STATIC_TOKEN).reason == (
+        "File too large. Limit for project 'large' is 1 MB. See https://docs.pypi.org/"
+        "project-management/storage-limits#requesting-a-file-size-limit-increase "
+        "for more information."
+    )
+    form = {"name": "sample-project", "version": "1.0.0", "sha256_digest": "0" * 64}
+    with https_client(index) as client:
+        tampered = client.post(
+            "/legacy/",
+            auth=("__token__", STATIC_TOKEN),
+            data={":action": "file_upload", "protocol_version": "1", **form},
+            files={"content": (wheel.name, wheel.read_bytes(), "application/octet-stream")},
+        )
+    assert (tampered.status_code, tampered.reason_phrase) == (
+        400,
+        "The digest supplied does not match a digest calculated from the uploaded file.",
+    )
+    assert index.files() == {}
+
+
+def test_dists_are_valid_and_breakable_on_purpose(tmp_path: Path) -> None:
+    good = [make_wheel(tmp_path, "sample-project", "1.0.0"), make_sdist(tmp_path, "x.y", "2")]
+    broken = make_sdist(
+        tmp_path / "b", "broken", "1", description=BROKEN_RST, description_content_type="text/x-rst"
+    )
+
+    assert [path.name for path in good] == ["sample_project-1.0.0-py3-none-any.whl", "x_y-2.tar.gz"]
+    assert check([str(path) for path in good]) is False  # check() returns "failed"
+    assert check([str(broken)]) is True
+    assert make_wheel(tmp_path / "again", "sample-project", "1.0.0").read_bytes() == (
+        good[0].read_bytes()
+    )
+
+
+def test_faults_are_acted_out_once_each_in_order(index: LocalIndex, tmp_path: Path) -> None:
+    index.faults("audience", Fault.status(503, headers={"Retry-After": "0"}), Fault.delay(30))
+    index.faults("upload", Fault.reset(after_bytes=1000))
+    index.api_tokens.add(STATIC_TOKEN)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0", payload_size=512 * 1024)
+
+    with https_client(index, timeout=0.5) as client:
+        unavailable = client.get("/_/oidc/audience")
+        with pytest.raises(httpx.ReadTimeout):
+            client.get("/_/oidc/audience")
+        assert client.get("/_/oidc/audience").json() == {"audience": "pypi"}
+        # Not twine: after a TLS-level EOF its session retries the POST with a spent body.
+        with pytest.raises(httpx.TransportError):
+            client.post("/legacy/", content=wheel.read_bytes())
+
+    assert (unavailable.status_code, unavailable.reason_phrase) == (503, "Service Unavailable")
+    assert unavailable.headers["Retry-After"] == "0"
+    assert twine_upload(index, wheel, STATIC_TOKEN).status_code == 200
+    # The delayed request is still waiting: it is dropped, never logged.
+    assert [(entry.endpoint, entry.status) for entry in index.log] == [
+        ("audience", 503),
+        ("audience", 200),
+        ("upload", "reset"),
+        ("upload", 200),
+    ]
+
+
+def test_misrouted_uploads_are_redirected_or_refused(index: LocalIndex) -> None:
+    with https_client(index) as client:
+        redirect = client.post("/legacy", content=b"x")
+        assert client.get("/legacy/").status_code == 405
+        assert client.get("/nowhere").status_code == 404
+
+    assert (redirect.status_code, redirect.headers["Location"]) == (308, "/legacy/")
+
+
+FAKE_ENTRYPOINT = """
+import json, os, pathlib
+pathlib.Path("env.json").write_text(json.dumps(dict(os.environ)))
+print("::add-mask::s3cret")
+print("::error file=dist/a.whl,line=3,title=Bad%3A thing%2C here::line one%0Aline two %25")
+print("::stop-commands::pause-token")
+print("::warning::ignored while commands are stopped")
+print("::pause-token::")
+print("  ::notice::indented")
+pathlib.Path(os.environ["GITHUB_OUTPUT"]).write_text("a=b=c\\nfiles<<EOF_1\\n[1,\\n 2]\\nEOF_1\\n")
+pathlib.Path(os.environ["GITHUB_STEP_SUMMARY"]).write_text("# Summary\\n")
+print(os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "no token"))
+"""
+
+
+def test_runner_builds_the_containers_environment_and_reads_commands_back(
+    index: LocalIndex, workspace: Path
+) -> None:
+    entrypoint = workspace.parent / "entrypoint.py"
+    entrypoint.write_text(FAKE_ENTRYPOINT)
+
+    result = run_action(index, workspace, {"verbose": "true"}, entrypoint=entrypoint)
+    env = json.loads((workspace / "env.json").read_text())
+
+    assert result.returncode == 0, result.stderr
+    assert env["INPUT_REPOSITORY-URL"] == index.upload_url
+    assert (env["INPUT_VERBOSE"], env["INPUT_PACKAGES-DIR"], env["INPUT_PASSWORD"]) == (
+        "true",
+        "dist",
+        "",
+    )
+    assert env["GITHUB_WORKSPACE"] == str(workspace)
+    assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == str(index.ca_pem)
+    assert env["ACTIONS_ID_TOKEN_REQUEST_URL"] == index.id_token_request_url
+    assert "PIP_CONFIG_FILE" not in env  # only PATH comes from the test process
+    assert result.annotations == [
+        Annotation("error", "line one\nline two %", "Bad: thing, here", "dist/a.whl", 3),
+        Annotation("notice", "indented"),
+    ]
+    assert result.masks == ["s3cret"]
+    assert result.outputs == {"a": "b=c", "files": "[1,\n 2]"}
+    assert result.summary == "# Summary\n"
+    assert result.leaked(index) == [index.id_token_request_token]
+
+    without = run_action(index, workspace, entrypoint=entrypoint, id_token=False)
+    env = json.loads((workspace / "env.json").read_text())
+
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" not in env
+    assert "ACTIONS_ID_TOKEN_REQUEST_TOKEN" not in env
+    assert without.leaked(index) == []
+    with pytest.raises(ValueError, match="no-such-input"):
+        run_action(index, workspace, {"no-such-input": "x"}, entrypoint=entrypoint)

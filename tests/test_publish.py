@@ -1,0 +1,137 @@
+"""The whole action, run as the runner runs it, against the local index."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tests.conftest import Run, pip_install
+from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.server import Fault, LocalIndex, Publisher
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def release(workspace: Path, name: str = "sample-project", version: str = "1.0.0") -> list[Path]:
+    dist = workspace / "dist"
+    return [make_wheel(dist, name, version), make_sdist(dist, name, version)]
+
+
+def test_trusted_publishing_puts_the_release_on_the_index(
+    index: LocalIndex, workspace: Path, run: Run, tmp_path: Path
+) -> None:
+    wheel, sdist = release(workspace)
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    installed = pip_install(index, "sample-project==1.0.0", tmp_path / "site")
+    assert installed.returncode == 0, installed.stderr
+    assert (tmp_path / "site" / "sample_project" / "__init__.py").exists()
+    # Wheels go up before the sdist.
+    assert result.stdout.index(f"Uploading {wheel.name}") < result.stdout.index(
+        f"Uploading {sdist.name}"
+    )
+    files = json.loads(result.outputs["files"])
+    assert [(f["name"], f["sha256"]) for f in files] == [
+        (wheel.name, sha256(wheel)),
+        (sdist.name, sha256(sdist)),
+    ]
+    assert all(f["url"].startswith(index.url) for f in files)
+    assert result.outputs["release-url"] == ""
+    assert f"| `{wheel.name}`" in result.summary or f"[`{wheel.name}`]" in result.summary
+    assert sha256(wheel) in result.summary
+    assert "uploaded" in result.summary
+    assert not [a for a in result.annotations if a.level == "error"]
+
+
+def test_minted_token_is_masked_before_anything_could_print_it(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+
+    result = run()
+
+    assert result.returncode == 0
+    [minted] = index.minted_tokens
+    assert minted in result.masks
+    mask_line = f"::add-mask::{minted}"
+    assert result.stdout.index(mask_line) < result.stdout.index("Uploading")
+    assert minted not in result.all_text().replace(mask_line, "")
+
+
+def test_api_token_upload_needs_no_identity_token(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = release(workspace)
+    index.api_tokens.add("pypi-static-api-token-for-tests")
+
+    result = run({"password": "pypi-static-api-token-for-tests"}, id_token=False)
+
+    assert result.returncode == 0, result.stdout
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    assert index.count("id-token") == 0
+    assert index.count("mint") == 0
+    assert index.count("audience") == 0
+    assert "pypi-static-api-token-for-tests" in result.masks
+
+
+def test_mint_that_fails_twice_with_503_is_retried_with_fresh_identity_tokens(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = release(workspace)
+    unavailable = Fault.status(503, "Service Unavailable", headers={"Retry-After": "0"})
+    index.faults("mint", unavailable, unavailable)
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    assert index.count("mint") == 3
+    assert index.count("mint", 200) == 1
+    # PyPI burns every jti it sees, so each attempt needs its own identity token.
+    assert index.count("id-token") == 3
+    assert len(set(index.issued_id_tokens)) == 3
+    assert set(index.files()) == {wheel.name, sdist.name}
+    assert result.stdout.count("retrying in") == 2
+
+
+def test_invalid_publisher_is_explained_not_retried_and_nothing_is_uploaded(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    release(workspace)
+    index.publishers = [Publisher("octo-org", "sample-project", "1234567", "publish.yml", "pypi")]
+
+    result = run()
+
+    assert result.returncode == 1
+    assert index.count("mint") == 1
+    assert index.count("upload") == 0
+    assert index.files() == {}
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "PyPI refused the identity token" or "refused" in (error.title or "")
+    assert "invalid-publisher" in error.message
+    assert "Publisher with matching claims was not found" in error.message
+    assert "release.yml" in error.message
+    # The summary sets this run's claims beside the publisher PyPI would need.
+    assert (
+        "octo-org/sample-project/.github/workflows/release.yml@refs/tags/v1.0.0" in result.summary
+    )
+    assert "`release.yml`" in result.summary
+    assert "`1234567`" in result.summary
+
+
+def test_no_distributions_is_an_error_before_any_request(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    result = run()
+
+    assert result.returncode == 1
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "No distributions to upload"
+    assert "`dist` is empty" in error.message
+    assert "download-artifact" in error.message
+    assert index.log == []
