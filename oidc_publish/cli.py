@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TextIO
 
@@ -39,6 +38,8 @@ def main(environ: Mapping[str, str] | None = None, stdout: TextIO | None = None)
     except ActionError as error:
         return report.finish(error)
     except Exception:
+        import traceback
+
         console.log(traceback.format_exc())
         return report.finish(
             InternalError(

@@ -16,6 +16,11 @@ _WEB = {
     "upload.pypi.org": "https://pypi.org",
     "test.pypi.org": "https://test.pypi.org",
 }
+# Where PyPI and TestPyPI serve files, each under a path made of its BLAKE2b-256 digest.
+_FILES = {
+    "upload.pypi.org": "https://files.pythonhosted.org/packages",
+    "test.pypi.org": "https://test-files.pythonhosted.org/packages",
+}
 _UPLOAD_FOR_HOST = {
     "pypi.org": PYPI_UPLOAD,
     "www.pypi.org": PYPI_UPLOAD,
@@ -135,6 +140,14 @@ class Index:
 
     def project_simple_url(self, name: str) -> str:
         return f"{self.simple_url}{quote(name)}/"
+
+    def file_url(self, filename: str, blake2_256: str) -> str | None:
+        """A file's download URL on PyPI or TestPyPI, known without asking the index."""
+        files = _FILES.get(self.host)
+        if not files or len(blake2_256) != 64:
+            return None
+        b = blake2_256
+        return f"{files}/{b[:2]}/{b[2:4]}/{b[4:]}/{quote(filename)}"
 
     def release_url(self, name: str, version: str) -> str | None:
         web = self.web

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 from urllib.parse import urldefrag, urljoin
 
@@ -28,26 +27,31 @@ class IndexedFile:
     sha256: str | None
 
 
-class _Anchors(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
+def _anchors(html: str) -> list[tuple[str, str]]:
+    """(href, text) of every link; PEP 503 pages are nothing else."""
+    from html.parser import HTMLParser
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href")
-            self._text = []
+    links: list[tuple[str, str]] = []
 
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
+    class Anchors(HTMLParser):
+        href: str | None = None
+        text: list[str] = []  # noqa: RUF012 - replaced per link
 
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._text).strip()))
-            self._href = None
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "a":
+                self.href, self.text = dict(attrs).get("href"), []
+
+        def handle_data(self, data: str) -> None:
+            if self.href is not None:
+                self.text.append(data)
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "a" and self.href is not None:
+                links.append((self.href, "".join(self.text).strip()))
+                self.href = None
+
+    Anchors().feed(html)
+    return links
 
 
 def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFile]:
@@ -58,9 +62,7 @@ def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFil
                 urljoin(page_url, entry["url"]), entry.get("hashes", {}).get("sha256")
             )
         return files
-    anchors = _Anchors()
-    anchors.feed(body.decode("utf-8", errors="replace"))
-    for href, text in anchors.links:
+    for href, text in _anchors(body.decode("utf-8", errors="replace")):
         url, fragment = urldefrag(urljoin(page_url, href))
         name = text or url.rsplit("/", 1)[-1]
         algorithm, _, digest = fragment.partition("=")

@@ -112,7 +112,16 @@ class Uploader:
         return results, None
 
     def with_urls(self, results: list[FileResult]) -> list[FileResult]:
-        """Each file on the index gets its download URL; a hash that differs is reported."""
+        """Each file on the index gets its download URL; a hash that differs is reported.
+
+        PyPI's URLs follow from the file's digest, so only other indexes are asked.
+        """
+        known = [
+            replace(r, url=self.index.file_url(r.dist.filename, r.dist.blake2_256) or "")
+            for r in results
+        ]
+        if all(r.url or not r.outcome.on_index for r in known):
+            return known
         projects = {_project(r.dist) for r in results if r.outcome.on_index}
         listed: dict[str, IndexedFile] = {}
         for project in projects:

@@ -48,3 +48,13 @@ def test_publisher_form_is_prefilled() -> None:
         "workflow_filename": ["release.yml"],
         "environment": ["pypi"],
     }
+
+
+def test_pypi_file_urls_follow_from_the_blake2_digest() -> None:
+    digest = "69acb06b2d9d27ced376b819aa69f9853749179ebce7253629103ab3576d21dd"
+    assert Index(PYPI_UPLOAD).file_url("x-1.0-py3-none-any.whl", digest) == (
+        "https://files.pythonhosted.org/packages/69/ac/"
+        "b06b2d9d27ced376b819aa69f9853749179ebce7253629103ab3576d21dd/x-1.0-py3-none-any.whl"
+    )
+    assert Index(TESTPYPI_UPLOAD).file_url("x.tar.gz", digest) is not None
+    assert Index("https://127.0.0.1:8443/legacy/").file_url("x.tar.gz", digest) is None

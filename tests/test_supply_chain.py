@@ -199,10 +199,15 @@ def copies() -> list[tuple[str, PurePosixPath]]:
     return pairs
 
 
+COMPILE = "python -m compileall -q -j 0 --invalidation-mode unchecked-hash"
+
+
 def pip_install() -> list[str]:
-    (run,) = only("RUN")  # the install is all the image runs at build time
-    argv = shlex.split(run.arguments)
-    assert argv[:2] == ["pip", "install"], f"the Dockerfile's RUN is not a pip install: {run}"
+    # The install and the bytecode compilation are all the image runs at build time.
+    install, compile_all = only("RUN")
+    argv = shlex.split(install.arguments)
+    assert argv[:2] == ["pip", "install"], f"the Dockerfile's first RUN is not pip: {install}"
+    assert compile_all.arguments.startswith(COMPILE), compile_all
     return argv
 
 
