@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TextIO
 
 from oidc_publish.errors import ActionError, Diagnostic, InternalError, Level
@@ -102,7 +102,7 @@ def publish(
     )
 
     policy = RetryPolicy()
-    http = _LazyClient()
+    http = _LazyClient(console.debug)
     try:
         credential = _credential(
             inputs,
@@ -121,6 +121,7 @@ def publish(
             skip_existing=inputs.skip_existing,
             lookup=lambda project: _lookup(http, index, project, policy),
             log=console.log,
+            debug=console.debug,
             notify=report.add,
         )
         if inputs.dry_run:
@@ -182,14 +183,15 @@ def _lookup(
 class _LazyClient:
     """The httpx client, made on first use: an API-token upload may never need it."""
 
-    def __init__(self) -> None:
+    def __init__(self, debug: Callable[[str], None]) -> None:
+        self._debug = debug
         self._client: httpx.Client | None = None
 
     def get(self) -> httpx.Client:
         if self._client is None:
             from oidc_publish.network import client
 
-            self._client = client()
+            self._client = client(self._debug)
         return self._client
 
     def close(self) -> None:

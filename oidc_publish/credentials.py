@@ -199,6 +199,7 @@ class TrustedPublishing:
     def _identity_token(self, audience: str) -> str:
         import id as oidc_id
 
+        self._console.debug(f"Requesting a GitHub identity token for the audience {audience!r}")
         try:
             token = oidc_id.detect_credential(audience)
         except oidc_id.GitHubOidcPermissionCredentialError:

@@ -114,19 +114,25 @@ def raise_for_transient(status: int, reason: str, headers: Mapping[str, str]) ->
         )
 
 
-def client() -> httpx.Client:
+def client(debug: Callable[[str], None]) -> httpx.Client:
     """The HTTP client for the token exchange and index pages.
 
     Trusts the system's CAs and honours `SSL_CERT_FILE` and proxy variables, as the rest of
-    the runner does; there is deliberately no way to turn verification off.
+    the runner does; there is deliberately no way to turn verification off. Each answer is
+    logged to `debug` by method, URL and status: never headers or bodies, which hold tokens.
     """
     import httpx
+
+    def log(response: httpx.Response) -> None:
+        request = response.request
+        debug(f"{request.method} {request.url} -> {response.status_code} {response.reason_phrase}")
 
     return httpx.Client(
         timeout=httpx.Timeout(30.0),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
         trust_env=True,
+        event_hooks={"response": [log]},
     )
 
 

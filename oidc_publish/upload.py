@@ -77,6 +77,7 @@ class Uploader:
     skip_existing: bool
     lookup: Lookup
     log: Callable[[str], None]
+    debug: Callable[[str], None]
     notify: Callable[[Diagnostic], None]
     _bytes_per_second: float | None = field(default=None, init=False)
 
@@ -173,8 +174,13 @@ class Uploader:
                 raise Transient(f"{type(error).__name__} while sending") from None
             finally:
                 repository.session.auth = None
+            seconds = time.monotonic() - started
+            self.debug(
+                f"POST {self.index.upload_url} {dist.filename} ({dist.size} bytes) -> "
+                f"{response.status_code} {response.reason} in {seconds:.1f}s"
+            )
             if response.status_code == 200:
-                self._learn_speed(dist.size, time.monotonic() - started)
+                self._learn_speed(dist.size, seconds)
             if response.status_code == 403 and "expired" in response.reason.lower() and not renewed:
                 renewed = True
                 if self.credential.renew() is not None:

@@ -135,3 +135,50 @@ def test_no_distributions_is_an_error_before_any_request(
     assert "`dist` is empty" in error.message
     assert "download-artifact" in error.message
     assert index.log == []
+
+
+def test_verbose_logs_every_request_and_hides_them_otherwise(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, _ = release(workspace)
+    mint = f"POST {index.url}/_/oidc/mint-token -> 200 OK"
+    upload = f"POST {index.upload_url} {wheel.name}"
+
+    quiet = run()
+    index.reset()
+    loud = run({"verbose": "true"})
+
+    assert quiet.returncode == loud.returncode == 0
+    assert f"::debug::{mint}" in quiet.stdout
+    assert f"\n{mint}\n" in loud.stdout
+    assert f"\n{upload}" in loud.stdout
+    assert f"\n{upload}" not in quiet.stdout
+
+
+def test_attestations_true_is_accepted_with_one_warning(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = release(workspace)
+
+    result = run({"attestations": "true"})
+
+    assert result.returncode == 0, result.stdout
+    assert set(index.files()) == {wheel.name, sdist.name}
+    [warning] = [a for a in result.annotations if a.level == "warning"]
+    assert warning.title == "Attestations are not generated yet"
+    assert "without attestations" in warning.message
+
+
+def test_old_input_spellings_still_work(index: LocalIndex, workspace: Path, run: Run) -> None:
+    wheel = make_wheel(workspace / "wheelhouse", "sample-project", "1.0.0")
+
+    result = run(
+        {
+            "packages_dir": "wheelhouse",
+            "repository-url": "https://ignored.example/legacy/",
+            "repository_url": index.upload_url,
+        }
+    )
+
+    assert result.returncode == 0, result.stdout
+    assert set(index.files()) == {wheel.name}
