@@ -9,14 +9,9 @@ import pytest
 
 from tests.conftest import Run
 from tests.localindex import identity
-from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.dists import make_release, make_sdist, make_wheel
 from tests.localindex.runner import ActionRun, Annotation
 from tests.localindex.server import Fault, LocalIndex, Publisher
-
-
-def release(workspace: Path, name: str = "sample-project", version: str = "1.0.0") -> list[Path]:
-    dist = workspace / "dist"
-    return [make_wheel(dist, name, version), make_sdist(dist, name, version)]
 
 
 def the_error(result: ActionRun) -> Annotation:
@@ -32,7 +27,7 @@ def the_error(result: ActionRun) -> Annotation:
 def test_missing_id_token_permission_shows_the_yaml_to_add(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
 
     result = run(id_token=False)
 
@@ -47,7 +42,7 @@ def test_missing_id_token_permission_shows_the_yaml_to_add(
 def test_fork_pull_request_says_forks_never_get_a_token(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     event = {
         "pull_request": {
             "head": {"repo": {"full_name": "stranger/sample-project", "fork": True}},
@@ -68,7 +63,7 @@ def test_fork_pull_request_says_forks_never_get_a_token(
 def test_pull_request_target_is_refused_before_trying(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
 
     result = run(env={"GITHUB_EVENT_NAME": "pull_request_target"})
 
@@ -80,7 +75,7 @@ def test_pull_request_target_is_refused_before_trying(
 def test_enterprise_server_cannot_use_trusted_publishing_to_pypi(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
 
     result = run(
         {"repository-url": "https://upload.pypi.org/legacy/"},
@@ -105,7 +100,7 @@ def test_enterprise_server_cannot_use_trusted_publishing_to_pypi(
 def test_wrong_repository_url_names_the_right_one(
     index: LocalIndex, workspace: Path, run: Run, url: str, right: str
 ) -> None:
-    release(workspace)
+    make_release(workspace)
 
     result = run({"repository-url": url})
 
@@ -150,7 +145,7 @@ def test_nested_download_artifact_folder_is_followed_with_a_notice(
 
 
 def test_ignored_files_are_one_notice(index: LocalIndex, workspace: Path, run: Run) -> None:
-    release(workspace)
+    make_release(workspace)
     (workspace / "dist" / "checksums.txt").write_text("x")
     (workspace / "dist" / "sample_project-1.0.0.tar.gz.asc").write_text("sig")
 
@@ -239,7 +234,7 @@ def test_more_than_ten_errors_fold_into_the_tenth_annotation(
 def test_audience_403_means_trusted_publishing_disabled(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.trusted_publishing = "disabled"
 
     error = the_error(run())
@@ -252,7 +247,7 @@ def test_audience_403_means_trusted_publishing_disabled(
 def test_audience_404_means_no_trusted_publishing_there(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.trusted_publishing = "absent"
 
     error = the_error(run())
@@ -265,7 +260,7 @@ def test_audience_404_means_no_trusted_publishing_there(
 def test_environment_mismatch_names_the_environment_fix(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.publishers = [
         Publisher(
             identity.OWNER, identity.REPOSITORY_NAME, identity.OWNER_ID, "release.yml", "release"
@@ -285,7 +280,7 @@ def test_environment_mismatch_names_the_environment_fix(
 def test_renamed_repository_shows_the_owner_id_pypi_needs(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.publishers = [
         Publisher(identity.OWNER, identity.REPOSITORY_NAME, "999", "release.yml", "pypi")
     ]
@@ -300,7 +295,7 @@ def test_renamed_repository_shows_the_owner_id_pypi_needs(
 def test_reusable_workflow_warns_which_file_pypi_must_name(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     # PyPI accepts a reusable workflow of the same repository, at the caller's ref.
     index.claims["job_workflow_ref"] = (
         f"{identity.REPOSITORY}/.github/workflows/publish.yml@{identity.REF}"
@@ -321,7 +316,7 @@ def test_reusable_workflow_warns_which_file_pypi_must_name(
 
 
 def test_html_from_the_mint_endpoint_is_named(index: LocalIndex, workspace: Path, run: Run) -> None:
-    release(workspace)
+    make_release(workspace)
     index.faults("mint", Fault.status(200, body="<html>Just a moment...</html>"))
 
     error = the_error(run())
@@ -335,7 +330,7 @@ def test_html_from_the_mint_endpoint_is_named(index: LocalIndex, workspace: Path
 def test_permanent_outage_ends_in_bounded_attempts_with_the_endpoint_named(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     down = Fault.status(503, headers={"Retry-After": "0"})
     index.faults("audience", *[down] * 10)
 
@@ -351,7 +346,7 @@ def test_permanent_outage_ends_in_bounded_attempts_with_the_endpoint_named(
 def test_identity_token_service_outage_is_retried(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.faults("id-token", Fault.status(502), Fault.status(503))
 
     result = run()
@@ -416,7 +411,7 @@ def test_upload_refusals_are_titled_on_the_file(
     title: str,
     fix_words: str,
 ) -> None:
-    wheel, _ = release(workspace)
+    wheel, _ = make_release(workspace)
     index.faults("upload", Fault.status(code, reason))
 
     result = run()
@@ -432,7 +427,7 @@ def test_upload_refusals_are_titled_on_the_file(
 
 
 def test_token_scoped_to_another_project(index: LocalIndex, workspace: Path, run: Run) -> None:
-    release(workspace)
+    make_release(workspace)
     index.publishers = [
         Publisher(
             identity.OWNER,
@@ -456,7 +451,7 @@ def test_token_scoped_to_another_project(index: LocalIndex, workspace: Path, run
 def test_dry_run_proves_the_publisher_and_uploads_nothing(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
 
     result = run({"dry-run": "true"})
 
@@ -471,7 +466,7 @@ def test_dry_run_proves_the_publisher_and_uploads_nothing(
 
 
 def test_dry_run_fails_on_a_bad_publisher(index: LocalIndex, workspace: Path, run: Run) -> None:
-    release(workspace)
+    make_release(workspace)
     index.publishers = []
 
     error = the_error(run({"dry-run": "true"}))

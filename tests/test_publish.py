@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from tests.conftest import Run, pip_install
-from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.dists import make_release, make_wheel, sha256
 from tests.localindex.server import Fault, LocalIndex, Publisher
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def release(workspace: Path, name: str = "sample-project", version: str = "1.0.0") -> list[Path]:
-    dist = workspace / "dist"
-    return [make_wheel(dist, name, version), make_sdist(dist, name, version)]
 
 
 def test_trusted_publishing_puts_the_release_on_the_index(
     index: LocalIndex, workspace: Path, run: Run, tmp_path: Path
 ) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
 
     result = run()
 
@@ -52,7 +42,7 @@ def test_trusted_publishing_puts_the_release_on_the_index(
 def test_minted_token_is_masked_before_anything_could_print_it(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
 
     result = run()
 
@@ -67,7 +57,7 @@ def test_minted_token_is_masked_before_anything_could_print_it(
 def test_api_token_upload_needs_no_identity_token(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
     index.api_tokens.add("pypi-static-api-token-for-tests")
 
     result = run({"password": "pypi-static-api-token-for-tests"}, id_token=False)
@@ -83,7 +73,7 @@ def test_api_token_upload_needs_no_identity_token(
 def test_mint_that_fails_twice_with_503_is_retried_with_fresh_identity_tokens(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
     unavailable = Fault.status(503, "Service Unavailable", headers={"Retry-After": "0"})
     index.faults("mint", unavailable, unavailable)
 
@@ -102,7 +92,7 @@ def test_mint_that_fails_twice_with_503_is_retried_with_fresh_identity_tokens(
 def test_invalid_publisher_is_explained_not_retried_and_nothing_is_uploaded(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.publishers = [Publisher("octo-org", "sample-project", "1234567", "publish.yml", "pypi")]
 
     result = run()
@@ -140,7 +130,7 @@ def test_no_distributions_is_an_error_before_any_request(
 def test_verbose_logs_every_request_and_hides_them_otherwise(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, _ = release(workspace)
+    wheel, _ = make_release(workspace)
     mint = f"POST {index.url}/_/oidc/mint-token -> 200 OK"
     upload = f"POST {index.upload_url} {wheel.name}"
 
@@ -158,7 +148,7 @@ def test_verbose_logs_every_request_and_hides_them_otherwise(
 def test_attestations_true_is_accepted_with_one_warning(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
 
     result = run({"attestations": "true"})
 

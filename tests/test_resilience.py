@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Run
-from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.dists import make_release, make_wheel, sha256
 from tests.localindex.runner import ActionRun
 from tests.localindex.server import Fault, LocalIndex
 
 UNAVAILABLE = Fault.status(503, "Service Unavailable", headers={"Retry-After": "0"})
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def release(workspace: Path, payload_size: int = 0) -> list[Path]:
-    dist = workspace / "dist"
-    return [
-        make_wheel(dist, "sample-project", "1.0.0", payload_size=payload_size),
-        make_sdist(dist, "sample-project", "1.0.0"),
-    ]
 
 
 def results(run: ActionRun) -> dict[str, str]:
@@ -39,7 +26,7 @@ def results(run: ActionRun) -> dict[str, str]:
 
 
 def test_a_503_is_retried(index: LocalIndex, workspace: Path, run: Run) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
     index.faults("upload", UNAVAILABLE)
 
     result = run()
@@ -55,7 +42,7 @@ def test_a_503_is_retried(index: LocalIndex, workspace: Path, run: Run) -> None:
 def test_a_connection_dropped_mid_body_is_retried(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = release(workspace, payload_size=400_000)
+    wheel, sdist = make_release(workspace, payload_size=400_000)
     index.faults("upload", Fault.reset(after_bytes=100_000))
 
     result = run()
@@ -68,7 +55,7 @@ def test_a_connection_dropped_mid_body_is_retried(
 def test_a_429_waits_as_long_as_retry_after_says(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.faults("upload", Fault.status(429, "Too Many Requests", headers={"Retry-After": "1"}))
 
     result = run()
@@ -81,7 +68,7 @@ def test_a_429_waits_as_long_as_retry_after_says(
 def test_a_permanent_5xx_ends_with_a_clear_error_after_bounded_attempts(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
     index.faults("upload", *[UNAVAILABLE] * 20)
 
     result = run()
@@ -98,7 +85,7 @@ def test_a_permanent_5xx_ends_with_a_clear_error_after_bounded_attempts(
 def test_a_rerun_completes_a_release_that_failed_halfway(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
     # The wheel goes up; the sdist meets an outage that outlasts every retry.
     index.faults("upload", Fault.delay(0), *[UNAVAILABLE] * 6)
     first = run()
@@ -115,7 +102,7 @@ def test_a_rerun_completes_a_release_that_failed_halfway(
 def test_an_identical_file_already_there_counts_as_published(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = release(workspace)
+    wheel, sdist = make_release(workspace)
     index.mode = "pypiserver"
     assert run().returncode == 0
 
@@ -132,7 +119,7 @@ def test_an_identical_file_already_there_counts_as_published(
 def test_an_earlier_attempt_that_landed_is_recognised_by_hash(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, _ = release(workspace)
+    wheel, _ = make_release(workspace)
     index.mode = "pypiserver"
     # The first attempt stored the file but its answer was lost; the retry finds it there.
     index.add_file(wheel)
@@ -149,7 +136,7 @@ def test_same_name_other_bytes_is_an_error_naming_both_hashes(
     index: LocalIndex, workspace: Path, run: Run, mode: str
 ) -> None:
     index.mode = mode  # type: ignore[assignment]
-    wheel, _ = release(workspace)
+    wheel, _ = make_release(workspace)
     published = sha256(wheel)
     assert run().returncode == 0
     wheel.unlink()
@@ -169,7 +156,7 @@ def test_same_name_other_bytes_is_an_error_naming_both_hashes(
 def test_skip_existing_warns_about_other_bytes_and_never_calls_it_success(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, _ = release(workspace)
+    wheel, _ = make_release(workspace)
     published = sha256(wheel)
     assert run().returncode == 0
     wheel.unlink()
@@ -218,7 +205,7 @@ def test_upload_token_is_renewed_before_it_expires_on_a_slow_release(
 def test_a_token_the_index_calls_expired_is_minted_again_once(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.faults("upload", Fault.status(403, "Invalid API Token: token is expired"))
 
     result = run()
@@ -231,7 +218,7 @@ def test_a_token_the_index_calls_expired_is_minted_again_once(
 def test_an_expired_api_token_is_an_error_not_a_loop(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    release(workspace)
+    make_release(workspace)
     index.api_tokens.add("pypi-static-token")
     index.faults("upload", Fault.status(403, "Invalid API Token: token is expired"))
 

@@ -138,6 +138,23 @@ def make_sdist(
     return path
 
 
+def make_release(workspace: Path, *, payload_size: int = 0) -> tuple[Path, Path]:
+    """sample-project 1.0.0, a wheel and an sdist in `workspace/dist`, as a build job leaves it."""
+    dist = workspace / "dist"
+    return (
+        make_wheel(dist, "sample-project", "1.0.0", payload_size=payload_size),
+        make_sdist(dist, "sample-project", "1.0.0"),
+    )
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _metadata(
     name: str,
     version: str,
