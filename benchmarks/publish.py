@@ -1,7 +1,17 @@
 """The action end to end against a plain `twine upload`, on one local index.
 
     python -m benchmarks.publish [--repeat 3] [--scenarios small,big,many]
-                                 [--big-size 300000000] [--warmup 1] [--python PATH]
+                                 [--big-size 300000000] [--warmup 1]
+                                 [--action-python PATH] [--baseline-python PATH | --python PATH]
+
+The action side measures what a release job pays inside the image: the lock alone,
+installed by the Dockerfile's own pip line, byte-compiled once the way the image build
+compiles it, and run with the image's PYTHONDONTWRITEBYTECODE=1. The baseline side measures
+what a maintainer pays for `pip install twine` then `twine upload`: twine at the version
+the lock pins, with whatever dependencies pip resolves for it (keyring included), compiled
+by pip at install time. Each tool thus runs with its own package set and its usual bytecode,
+installed and compiled before any timed run, which is how each is used; one environment
+shared by both would match neither.
 
 Scenarios (one project, `sample-project 1.0.0`):
 
@@ -11,27 +21,53 @@ Scenarios (one project, `sample-project 1.0.0`):
 
 Tools:
 
-- action:   entrypoint.py through `tests.localindex.runner.run_action`, exactly as the
-  runner starts it, with default inputs: ID token, audience, mint, uploads, simple-API
-  lookup, outputs and summary all count.
-- baseline: `python -m twine upload --disable-progress-bar --non-interactive
-  --repository-url <index> -u __token__ dist/...` with a static API token minted
-  beforehand (not timed) and passed as TWINE_PASSWORD, never in argv.
+- action:   `.bench/app/entrypoint.py` under `.bench/action/bin/python`, through
+  `tests.localindex.runner.run_action`, exactly as the runner starts it, with default
+  inputs: ID token, audience, mint, uploads, simple-API lookup, outputs and summary all
+  count.
+- baseline: `.bench/twine/bin/python -m twine upload --disable-progress-bar
+  --non-interactive --repository-url <index> -u __token__ dist/...` with a static API
+  token minted beforehand (not timed) and passed as TWINE_PASSWORD, never in argv.
+
+How the two sides are built, under `<repo>/.bench/` (kept between invocations), with the
+running interpreter's `venv` module:
+
+- `.bench/app/`: what the Dockerfile COPYs into /app (the lock, entrypoint.py and
+  oidc_publish/, caches left out as .dockerignore leaves them out), copied afresh from
+  the working tree on every invocation and compiled with the Dockerfile's compileall
+  options; the action runs from here with the Dockerfile's ENV, less its PIP_* variables.
+- `.bench/action/`: the Dockerfile's `pip install` line as written, run by the venv's pip
+  under the Dockerfile's ENV, then its compileall options over the venv's site-packages
+  (the image's site-packages lie inside the standard library directory it compiles).
+- `.bench/twine/`: `pip install twine==<lock's version>`, nothing else.
+
+Either venv is rebuilt when requirements.txt (for the action, also the Dockerfile) is
+newer than its `.installed` marker, or when the marker names another interpreter. The
+installs use this machine's pip configuration, which they need to reach the registry, but
+of its PIP_* variables only those that say how to reach it. The runs themselves see no
+PIP_* variable and PIP_CONFIG_FILE=/dev/null.
+
+Where this differs from the image: the interpreter is the one running this script, not
+the image's CPython 3.13, and its standard library is used as it is, not recompiled (it
+may not be writable, and is shared). A standard library without bytecode would be
+compiled by the action on every run and by twine only once, so the header says how much
+of it lacks bytecode.
+
+`--action-python` and `--baseline-python` swap in another interpreter for one side
+(its environment as it is: nothing is installed or compiled into it but `.bench/app/`),
+and `--python` one interpreter for both, to tell what the package sets cost from what the
+interpreter costs. The action still runs from `.bench/app/` with the image's ENV.
 
 Runs alternate (action, baseline, action, ...) within one invocation, so that drift on a
 noisy machine hits both tools alike; `--warmup` pairs per scenario run first and are not
-counted (they fill the page cache and write this repository's .pyc files). Before every
-run the index is reset, so every run uploads into an empty index; its 100 MiB per-file
-limit is lifted, or the big wheel would be refused as PyPI would without a raised limit.
+counted (they fill the page cache). Before every run the index is reset, so every run
+uploads into an empty index; its 100 MiB per-file limit is lifted, or the big wheel would
+be refused as PyPI would without a raised limit.
 
-Both tools run under one interpreter, `--python` (default: this one). Its environment
-matters to both: httpx, for one, imports its command-line module (click, pygments, rich)
-whenever click is installed. Give an interpreter whose environment holds exactly
-requirements.txt to measure the package set the image runs.
-
-Measurement: both tools are started through the same tiny wrapper script (it has to be a
-file: run_action takes an interpreter path, not an argv). The wrapper runs the real
-command as its only child and reports, from its own side of fork/wait:
+Measurement: both tools are started through the same tiny wrapper script, one copy per
+tool naming that tool's interpreter (it has to be a file: run_action takes an interpreter
+path, not an argv). The wrapper runs the real command as its only child and reports, from
+its own side of fork/wait:
 
 - wall: `perf_counter` from just before spawning the child to just after reaping it,
   i.e. the tool's interpreter start-up, imports, network and exit; the wrapper's own
@@ -53,23 +89,27 @@ the benchmark with the run's output. Exit status: 0 when every target passes, 1 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
+import re
 import secrets
+import shlex
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import venv
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.dists import make_sdist, make_wheel, sha256
 from tests.localindex.runner import run_action
 from tests.localindex.server import LocalIndex
+from tests.logical_lines import instructions
 
 PROJECT = "sample-project"
 VERSION = "1.0.0"
@@ -80,6 +120,46 @@ MIB = 1024 * 1024
 # A run that has not finished by then is hung, not slow.
 RUN_TIMEOUT = 1800.0
 REPORT_VARIABLE = "BENCHMARK_MEASUREMENT_REPORT"
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / ".bench"
+LOCK = REPO / "requirements.txt"
+DOCKERFILE = REPO / "Dockerfile"
+MARKER = ".installed"
+COMPILEALL = ["python", "-m", "compileall"]
+# Of this machine's PIP_* variables, the installs keep those that say how to reach the
+# registry; the rest (extra find-links, say) would change what gets installed.
+PIP_REACH = frozenset(
+    {
+        "PIP_CERT",
+        "PIP_CLIENT_CERT",
+        "PIP_INDEX_URL",
+        "PIP_TRUSTED_HOST",
+        "PIP_PROXY",
+        "PIP_DEFAULT_TIMEOUT",
+        "PIP_TIMEOUT",
+        "PIP_RETRIES",
+    }
+)
+# Run by an interpreter under test: where its standard library is, and how many of its
+# modules have no bytecode that interpreter would load (test suites, IDLE and the build
+# configuration's python-config.py left out: no tool imports them).
+STDLIB_BYTECODE = """\
+import importlib.util, os, sysconfig
+stdlib = sysconfig.get_path("stdlib")
+skip = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idlelib"}
+total = missing = 0
+for directory, subdirectories, files in os.walk(stdlib):
+    subdirectories[:] = [
+        name for name in subdirectories if name not in skip and not name.startswith("config-")
+    ]
+    for name in files:
+        if name.endswith(".py"):
+            total += 1
+            cached = importlib.util.cache_from_source(os.path.join(directory, name))
+            missing += not os.path.exists(cached)
+print(stdlib, total, missing)
+"""
 
 Tool = Literal["action", "baseline"]
 TOOLS: tuple[Tool, ...] = ("action", "baseline")
@@ -135,23 +215,82 @@ class RunFailed(Exception):
     """A run that did not publish what it should have; the message holds its output."""
 
 
+class BuildFailed(Exception):
+    """A venv or .bench/app that could not be built; the message holds the command's output."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """What the Dockerfile does that the benchmark reproduces, as the Dockerfile says it."""
+
+    env: dict[str, str]
+    copies: list[tuple[str, str]]
+    """(source in the repository, destination in the image as written) per COPY source."""
+    install: list[str]
+    """The pip install RUN's argv, from "pip"."""
+    compile_options: list[str]
+    """The compileall RUN's options, its paths left out."""
+    compile_paths: list[PurePosixPath]
+    entrypoint: PurePosixPath
+    """The script the ENTRYPOINT's python runs."""
+
+    def app_roots(self) -> list[PurePosixPath]:
+        """The top-level image directories the COPYs write to (/app)."""
+        return sorted({PurePosixPath("/", PurePosixPath(dest).parts[1]) for _, dest in self.copies})
+
+    def local(self, path: PurePosixPath | str) -> Path:
+        """An image path under a COPY destination, as reproduced under .bench/."""
+        return BENCH / PurePosixPath(path).relative_to("/")
+
+
+@dataclass(frozen=True)
+class Sides:
+    """The interpreter each tool runs under, and the action's entry point and environment."""
+
+    action_python: str
+    baseline_python: str
+    entrypoint: Path
+    action_env: dict[str, str]
+
+    def pythons(self) -> tuple[str, str]:
+        return self.action_python, self.baseline_python
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = _parse_args(argv)
-    for name in [name for name in os.environ if name.startswith("PIP_")]:
-        del os.environ[name]
-    os.environ["PIP_CONFIG_FILE"] = os.devnull
+    try:
+        sides = _prepare(options.action_python, options.baseline_python)
+    except BuildFailed as failure:
+        print(f"\nABORTED: {failure}", file=sys.stderr)
+        return 1
+    image_env = " ".join(f"{name}={value}" for name, value in sides.action_env.items())
+    print(f"action:   {sides.action_python} {_shown(sides.entrypoint)} with {image_env}")
+    print(f"baseline: {sides.baseline_python} -m twine")
+    # Two venvs of one interpreter share its standard library: one line then.
+    for line in dict.fromkeys(_stdlib_bytecode(python) for python in sides.pythons()):
+        print(line)
     print(
-        f"tools run by {options.python}; index on python {platform.python_version()}; "
-        f"{os.cpu_count()} CPU(s); repeat {options.repeat}, warm-up {options.warmup}"
+        f"index on python {platform.python_version()}; {os.cpu_count()} CPU(s); "
+        f"repeat {options.repeat}, warm-up {options.warmup}"
     )
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as temp, LocalIndex() as index:
         root = Path(temp)
-        wrapper = _write_wrapper(root, options.python)
+        wrappers: dict[Tool, Path] = {
+            "action": _write_wrapper(root, "action", sides.action_python),
+            "baseline": _write_wrapper(root, "baseline", sides.baseline_python),
+        }
         measurements: list[Measurement] = []
         try:
             for name in options.scenarios:
                 scenario = _build(name, root / name, options.big_size)
-                measurements += _measure(index, scenario, wrapper, options.repeat, options.warmup)
+                measurements += _measure(
+                    index,
+                    scenario,
+                    sides=sides,
+                    wrappers=wrappers,
+                    repeat=options.repeat,
+                    warmup=options.warmup,
+                )
         except RunFailed as failure:
             print(f"\nABORTED: {failure}", file=sys.stderr)
             return 1
@@ -179,10 +318,18 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--big-size", type=int, default=300_000_000, help="bytes of the big wheel's payload"
     )
     parser.add_argument(
+        "--action-python",
+        help="run the action under this interpreter and its environment as it is, instead "
+        "of .bench/action (still from .bench/app, with the image's ENV)",
+    )
+    parser.add_argument(
+        "--baseline-python",
+        help="run twine under this interpreter and its environment as it is, instead of "
+        ".bench/twine",
+    )
+    parser.add_argument(
         "--python",
-        default=sys.executable,
-        help="the interpreter that runs both tools (default: this one); give one whose "
-        "environment holds exactly requirements.txt to measure what the image runs",
+        help="both of the above at once: both tools under one interpreter, for diagnosis",
     )
     parser.add_argument(
         "--warmup", type=int, default=1, help="uncounted runs per tool before the measured ones"
@@ -190,6 +337,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.repeat < 1 or options.warmup < 0 or options.big_size < 1:
         parser.error("--repeat and --big-size must be positive, --warmup not negative")
+    if options.python is not None:
+        if options.action_python is not None or options.baseline_python is not None:
+            parser.error("--python sets both interpreters: give it alone")
+        options.action_python = options.baseline_python = options.python
     return options
 
 
@@ -201,8 +352,209 @@ def _scenario_list(text: str) -> list[str]:
     return names
 
 
-def _write_wrapper(root: Path, target: str) -> Path:
-    wrapper = root / "measure"
+# --- .bench/: the two sides as they really run ----------------------------------------
+
+
+def _prepare(action_python: str | None, baseline_python: str | None) -> Sides:
+    """Builds what the benchmark runs: .bench/app always, each venv unless overridden."""
+    image = _image()
+    # First: the action venv's install reads the lock from the copy, as the image's reads /app's.
+    _copy_app(image)
+    if action_python is None:
+        action = BENCH / "action"
+        if _stale(action, LOCK, DOCKERFILE):
+            _build_action_venv(image, action)
+        action_python = str(action / "bin" / "python")
+    if baseline_python is None:
+        twine = BENCH / "twine"
+        if _stale(twine, LOCK):
+            _build_twine_venv(twine)
+        baseline_python = str(twine / "bin" / "python")
+    # Compiled by the interpreter that runs it: bytecode is per interpreter version.
+    _compile_app(image, action_python)
+    return Sides(
+        action_python=action_python,
+        baseline_python=baseline_python,
+        entrypoint=image.local(image.entrypoint),
+        # PIP_* steer only pip, which the action never starts, and no tool under test may
+        # see any; the rest (PYTHONDONTWRITEBYTECODE above all) is how the image runs it.
+        action_env={k: v for k, v in image.env.items() if not k.startswith("PIP_")},
+    )
+
+
+def _image() -> Image:
+    """The Dockerfile, read the way tests/test_supply_chain.py reads it."""
+    env: dict[str, str] = {}
+    copies: list[tuple[str, str]] = []
+    install: list[str] = []
+    compile_argv: list[str] = []
+    entrypoint: list[str] = []
+    for keyword, arguments in _dockerfile():
+        if keyword == "ENV":
+            env |= dict(pair.split("=", 1) for pair in shlex.split(arguments))
+        elif keyword == "COPY":
+            *sources, destination = shlex.split(arguments)
+            copies += [(source, destination) for source in sources]
+        elif keyword == "RUN":
+            argv = shlex.split(arguments)
+            if argv[:2] == ["pip", "install"]:
+                install = argv
+            elif argv[:3] == COMPILEALL:
+                compile_argv = argv[3:]
+            else:
+                # A build step the benchmark does not reproduce would make the action side
+                # something the image is not: better no numbers than wrong ones.
+                raise BuildFailed(f"the Dockerfile runs {arguments!r}, unknown to the benchmark")
+        elif keyword == "ENTRYPOINT":
+            entrypoint = json.loads(arguments)
+    if not install or not compile_argv or entrypoint[:1] != ["python"] or len(entrypoint) != 2:
+        raise BuildFailed(
+            "the Dockerfile lacks a pip install RUN, a compileall RUN or a "
+            '["python", SCRIPT] ENTRYPOINT'
+        )
+    return Image(
+        env=env,
+        copies=copies,
+        install=install,
+        compile_options=[arg for arg in compile_argv if not arg.startswith("/")],
+        compile_paths=[PurePosixPath(arg) for arg in compile_argv if arg.startswith("/")],
+        entrypoint=PurePosixPath(entrypoint[1]),
+    )
+
+
+def _dockerfile() -> Iterator[tuple[str, str]]:
+    return instructions(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def _copy_app(image: Image) -> None:
+    """.bench/app afresh from the working tree, as the COPYs make /app."""
+    for root in image.app_roots():
+        shutil.rmtree(image.local(root), ignore_errors=True)
+    # .dockerignore keeps caches out of the build context.
+    ignore = shutil.ignore_patterns("__pycache__", "*.py[co]")
+    for source, destination in image.copies:
+        target = image.local(destination)
+        if (REPO / source).is_dir():
+            shutil.copytree(REPO / source, target, ignore=ignore, dirs_exist_ok=True)
+        else:
+            # COPY's rule: a destination ending in / is a directory to copy into.
+            if destination.endswith("/"):
+                target /= Path(source).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / source, target)
+
+
+def _compile_app(image: Image, python: str) -> None:
+    # Only the compileall paths inside /app are the app's; the others are the image's
+    # Python library, which the action venv stands for (see _build_action_venv).
+    roots = image.app_roots()
+    app_paths = [
+        image.local(path)
+        for path in image.compile_paths
+        if any(path == root or root in path.parents for root in roots)
+    ]
+    _run_build([python, "-m", "compileall", *image.compile_options, *map(str, app_paths)])
+
+
+def _build_action_venv(image: Image, target: Path) -> None:
+    python = _create_venv(target)
+    arguments = [str(image.local(a)) if a.startswith("/") else a for a in image.install[1:]]
+    print(f"building {_shown(target)}: the Dockerfile's pip {shlex.join(arguments)}")
+    # The Dockerfile's ENV applies to its RUN lines, over what reaching the registry needs.
+    _run_build([str(python), "-m", "pip", *arguments], env=_install_env() | image.env)
+    # The image compiles its whole Python library, site-packages included; here that is
+    # the venv's site-packages, this interpreter's standard library being used as it is.
+    site_packages = _run_build(
+        [
+            str(python),
+            "-c",
+            "import sysconfig; print(*{sysconfig.get_path(p) for p in ('purelib', 'platlib')})",
+        ]
+    ).split()
+    _run_build([str(python), "-m", "compileall", *image.compile_options, *site_packages])
+    _mark(target)
+
+
+def _build_twine_venv(target: Path) -> None:
+    python = _create_venv(target)
+    requirement = f"twine=={_locked_version('twine')}"
+    print(f"building {_shown(target)}: pip install {requirement}")
+    # A maintainer's install: pip resolves twine's dependencies and compiles bytecode.
+    _run_build([str(python), "-m", "pip", "install", requirement], env=_install_env())
+    _mark(target)
+
+
+def _create_venv(target: Path) -> Path:
+    shutil.rmtree(target, ignore_errors=True)
+    # symlinks as `python -m venv` makes them on POSIX; ensurepip ignores pip's config.
+    venv.EnvBuilder(with_pip=True, symlinks=True).create(target)
+    return target / "bin" / "python"
+
+
+def _interpreter() -> str:
+    """What a venv made by this interpreter's venv module depends on."""
+    return f"{sys.base_prefix} {platform.python_version()}\n"
+
+
+def _stale(target: Path, *sources: Path) -> bool:
+    marker = target / MARKER
+    if not marker.is_file() or marker.read_text(encoding="utf-8") != _interpreter():
+        return True
+    built = marker.stat().st_mtime
+    return any(source.stat().st_mtime > built for source in sources)
+
+
+def _mark(target: Path) -> None:
+    # Written last, so a build that failed half-way is rebuilt next time.
+    (target / MARKER).write_text(_interpreter(), encoding="utf-8")
+
+
+def _install_env() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("PIP_") or name in PIP_REACH
+    }
+
+
+def _run_build(command: list[str], env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, encoding="utf-8", check=False
+    )
+    if done.returncode != 0:
+        raise BuildFailed(
+            f"{shlex.join(command)} exited {done.returncode}\n{done.stdout}{done.stderr}"
+        )
+    return done.stdout
+
+
+def _locked_version(name: str) -> str:
+    found = re.search(
+        rf"^{re.escape(name)}==(\S+)", LOCK.read_text(encoding="utf-8"), flags=re.MULTILINE
+    )
+    if found is None:
+        raise BuildFailed(f"requirements.txt pins no {name}")
+    return found.group(1)
+
+
+def _stdlib_bytecode(python: str) -> str:
+    """A line on how much of `python`'s standard library lacks bytecode, and what follows."""
+    stdlib, total, missing = _run_build([python, "-c", STDLIB_BYTECODE]).rsplit(maxsplit=2)
+    line = f"standard library {stdlib}: {missing} of {total} modules without bytecode"
+    if int(missing):
+        line += (
+            "; the action compiles those it imports on every run (PYTHONDONTWRITEBYTECODE), "
+            "which the image does not, and twine only on its first"
+        )
+    return line
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _write_wrapper(root: Path, tool: Tool, target: str) -> Path:
+    wrapper = root / f"measure-{tool}"
     wrapper.write_text(
         WRAPPER.format(python=sys.executable, target=target, variable=REPORT_VARIABLE)
     )
@@ -233,7 +585,7 @@ def _build(name: str, workspace: Path, big_size: int) -> Scenario:
             )
             for number in range(1, MANY_COUNT + 1)
         ]
-    expected = {path.name: _sha256(path) for path in paths}
+    expected = {path.name: sha256(path) for path in paths}
     total = sum(path.stat().st_size for path in paths)
     size = f"{total / MIB:.1f} MiB" if total >= MIB else f"{total / 1024:.1f} KiB"
     print(f"{name}: {len(paths)} file(s), {size} in {dist}")
@@ -249,16 +601,22 @@ def _description(size: int) -> str:
 
 
 def _measure(
-    index: LocalIndex, scenario: Scenario, wrapper: Path, repeat: int, warmup: int
+    index: LocalIndex,
+    scenario: Scenario,
+    *,
+    sides: Sides,
+    wrappers: dict[Tool, Path],
+    repeat: int,
+    warmup: int,
 ) -> list[Measurement]:
-    runners: dict[Tool, Callable[[LocalIndex, Scenario, Path], Measurement]] = {
+    runners: dict[Tool, Callable[[LocalIndex, Scenario, Sides, Path], Measurement]] = {
         "action": _run_action,
         "baseline": _run_baseline,
     }
     measurements: list[Measurement] = []
     for number in range(-warmup, repeat):
         for tool in TOOLS:
-            measurement = runners[tool](index, scenario, wrapper)
+            measurement = runners[tool](index, scenario, sides, wrappers[tool])
             label = f"warm-up {number + warmup + 1}" if number < 0 else f"run {number + 1}"
             print(
                 f"  {scenario.name:5} {tool:8} {label:9} {measurement.wall:8.2f} s wall "
@@ -274,15 +632,16 @@ def _fresh(index: LocalIndex) -> None:
     index.file_size_limit = None
 
 
-def _run_action(index: LocalIndex, scenario: Scenario, wrapper: Path) -> Measurement:
+def _run_action(index: LocalIndex, scenario: Scenario, sides: Sides, wrapper: Path) -> Measurement:
     _fresh(index)
     report = scenario.workspace.parent / "action-report.json"
     report.unlink(missing_ok=True)
     run = run_action(
         index,
         scenario.workspace,
-        env={REPORT_VARIABLE: str(report), "PIP_CONFIG_FILE": os.devnull},
+        env={**sides.action_env, REPORT_VARIABLE: str(report), "PIP_CONFIG_FILE": os.devnull},
         python=str(wrapper),
+        entrypoint=sides.entrypoint,
         timeout=RUN_TIMEOUT,
     )
     output = f"exit {run.returncode}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
@@ -297,7 +656,9 @@ def _run_action(index: LocalIndex, scenario: Scenario, wrapper: Path) -> Measure
     return _read_report(report, scenario, "action")
 
 
-def _run_baseline(index: LocalIndex, scenario: Scenario, wrapper: Path) -> Measurement:
+def _run_baseline(
+    index: LocalIndex, scenario: Scenario, sides: Sides, wrapper: Path
+) -> Measurement:
     _fresh(index)
     token = "pypi-benchmark-" + secrets.token_urlsafe(32)
     index.api_tokens.add(token)
@@ -443,11 +804,6 @@ def _targets(measurements: list[Measurement]) -> list[Target]:
             Target("40 wheels no slower than twine (ratio <= 1.0)", value <= 1.0, f"{value:.2f}")
         )
     return targets
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 if __name__ == "__main__":

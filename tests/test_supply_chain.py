@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tomllib
 import venv
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -38,6 +37,8 @@ from packaging.version import Version
 from tests.conftest import Run
 from tests.localindex.dists import make_wheel
 from tests.localindex.server import LocalIndex
+from tests.logical_lines import instructions as instructions_of
+from tests.logical_lines import logical_lines
 from tests.tools import ROOT
 
 LOCK = ROOT / "requirements.txt"
@@ -65,21 +66,6 @@ class Pin:
     version: Version
     marker: Marker | None
     hashes: tuple[str, ...]
-
-
-def logical_lines(text: str) -> Iterator[str]:
-    """Lines with comment lines dropped and backslash continuations joined."""
-    pending = ""
-    for raw in text.splitlines():
-        line = "" if raw.lstrip().startswith("#") else raw.strip()
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = (pending + line).strip()
-        pending = ""
-        if line:
-            yield line
-    assert not pending, "the file ends in a continuation"
 
 
 def parse_lock(text: str) -> dict[str, Pin]:
@@ -179,11 +165,7 @@ class Instruction:
 
 def instructions() -> list[Instruction]:
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    found = []
-    for line in logical_lines(text):
-        keyword, _, arguments = line.partition(" ")
-        found.append(Instruction(keyword.upper(), arguments.strip()))
-    return found
+    return [Instruction(keyword, arguments) for keyword, arguments in instructions_of(text)]
 
 
 def only(keyword: str) -> list[Instruction]:
