@@ -41,7 +41,7 @@ from oidc_publish.network import (
     retrying,
     send,
 )
-from oidc_publish.runner import RunnerContext, WorkflowCommands
+from oidc_publish.runner import RunnerContext, WorkflowCommands, workflow_filename
 
 if TYPE_CHECKING:
     import httpx
@@ -321,7 +321,7 @@ def _claims_table(claims: Claims) -> str:
 
 def _reusable_workflow_warning(claims: Claims) -> Diagnostic:
     needed = claims.publisher()
-    caller = claims.workflow_ref.split("@", 1)[0].rsplit("/", 1)[-1]
+    caller = workflow_filename(claims.workflow_ref)
     return Diagnostic(
         Level.WARNING,
         "Publishing from a reusable workflow",

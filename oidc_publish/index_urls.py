@@ -33,6 +33,9 @@ _UPLOAD_FOR_HOST = {
 }
 
 
+_NO_SLASH = "`/legacy` without the trailing slash answers with a redirect that drops the upload"
+
+
 class UploadUrlError(ValueError):
     """The URL cannot take uploads; ``suggestion`` is the one to use, when known."""
 
@@ -66,7 +69,7 @@ def check_upload_url(url: str) -> str:
         )
     if path.endswith("/legacy"):
         raise UploadUrlError(
-            "`/legacy` without the trailing slash answers with a redirect that drops the upload",
+            _NO_SLASH,
             urlunsplit(("https", parts.netloc, path + "/", "", "")),
         )
     return url
@@ -74,7 +77,7 @@ def check_upload_url(url: str) -> str:
 
 def _why_not_pypi(host: str, path: str) -> str:
     if host in ("upload.pypi.org", "test.pypi.org") and path.rstrip("/") == "/legacy":
-        return "`/legacy` without the trailing slash answers with a redirect that drops the upload"
+        return _NO_SLASH
     if path.startswith(("/project/", "/p/")):
         return "that is a project page; uploads go to the upload endpoint"
     if "/simple" in path:

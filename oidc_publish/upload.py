@@ -100,8 +100,9 @@ class Uploader:
     def rehearse(self, dists: list[Distribution]) -> tuple[list[FileResult], ActionError | None]:
         """A dry run: what uploading would do, judged from what the index already holds."""
         results: list[FileResult] = []
+        listed = {project: self.lookup(project) or {} for project in {_project(d) for d in dists}}
         for dist in dists:
-            present = self._indexed(dist)
+            present = listed[_project(dist)].get(dist.filename)
             if present is None:
                 results.append(FileResult(dist, Outcome.WOULD_UPLOAD))
                 continue

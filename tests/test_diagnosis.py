@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Run
 from tests.localindex import identity
-from tests.localindex.dists import make_release, make_sdist, make_wheel
+from tests.localindex.dists import make_release, make_sdist, make_wheel, sha256
 from tests.localindex.runner import ActionRun, Annotation
 from tests.localindex.server import Fault, LocalIndex, Publisher
 
@@ -472,3 +472,28 @@ def test_dry_run_fails_on_a_bad_publisher(index: LocalIndex, workspace: Path, ru
     error = the_error(run({"dry-run": "true"}))
 
     assert error.title == "PyPI refused the identity token"
+
+
+def test_dry_run_judges_files_already_on_the_index(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+    assert run().returncode == 0
+    uploads = index.count("upload")
+
+    same = run({"dry-run": "true"})
+
+    assert same.returncode == 0, same.stdout
+    assert same.summary.count("already on the index") == 2
+    assert index.count("upload") == uploads
+
+    wheel.unlink()
+    make_wheel(workspace / "dist", "sample-project", "1.0.0", payload_size=10)
+
+    other = run({"dry-run": "true"})
+
+    assert other.returncode == 1
+    [error] = [a for a in other.annotations if a.level == "error"]
+    assert error.title == "File already exists with other contents"
+    assert index.count("upload") == uploads
+    assert index.files()[sdist.name] == sha256(sdist)
