@@ -290,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     wrappers=wrappers,
                     repeat=options.repeat,
                     warmup=options.warmup,
+                    oidc_latency=options.oidc_latency,
                 )
         except RunFailed as failure:
             print(f"\nABORTED: {failure}", file=sys.stderr)
@@ -333,6 +334,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--warmup", type=int, default=1, help="uncounted runs per tool before the measured ones"
+    )
+    parser.add_argument(
+        "--oidc-latency",
+        type=float,
+        default=0.0,
+        help="seconds the index waits before each audience, ID-token and mint answer, "
+        "standing for the round trips a runner pays to PyPI and GitHub (twine's token is "
+        "minted beforehand, so this counts for the action only)",
     )
     options = parser.parse_args(argv)
     if options.repeat < 1 or options.warmup < 0 or options.big_size < 1:
@@ -608,6 +617,7 @@ def _measure(
     wrappers: dict[Tool, Path],
     repeat: int,
     warmup: int,
+    oidc_latency: float,
 ) -> list[Measurement]:
     runners: dict[Tool, Callable[[LocalIndex, Scenario, Sides, Path], Measurement]] = {
         "action": _run_action,
@@ -616,6 +626,9 @@ def _measure(
     measurements: list[Measurement] = []
     for number in range(-warmup, repeat):
         for tool in TOOLS:
+            index.reset()
+            index.file_size_limit = None
+            index.oidc_latency = oidc_latency
             measurement = runners[tool](index, scenario, sides, wrappers[tool])
             label = f"warm-up {number + warmup + 1}" if number < 0 else f"run {number + 1}"
             print(
@@ -627,13 +640,7 @@ def _measure(
     return measurements
 
 
-def _fresh(index: LocalIndex) -> None:
-    index.reset()
-    index.file_size_limit = None
-
-
 def _run_action(index: LocalIndex, scenario: Scenario, sides: Sides, wrapper: Path) -> Measurement:
-    _fresh(index)
     report = scenario.workspace.parent / "action-report.json"
     report.unlink(missing_ok=True)
     run = run_action(
@@ -647,10 +654,7 @@ def _run_action(index: LocalIndex, scenario: Scenario, sides: Sides, wrapper: Pa
     output = f"exit {run.returncode}\n--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}"
     output += f"\n--- summary\n{run.summary}"
     _check(index, scenario, "action", run.returncode, output)
-    visible = "\n".join(
-        line for line in run.all_text().splitlines() if not line.lstrip().startswith("::add-mask::")
-    )
-    leaked = [secret for secret in index.secrets() if secret in visible]
+    leaked = run.leaked(index)
     if leaked:
         raise RunFailed(f"{scenario.name}/action: {len(leaked)} secret(s) visible\n{output}")
     return _read_report(report, scenario, "action")
@@ -659,7 +663,6 @@ def _run_action(index: LocalIndex, scenario: Scenario, sides: Sides, wrapper: Pa
 def _run_baseline(
     index: LocalIndex, scenario: Scenario, sides: Sides, wrapper: Path
 ) -> Measurement:
-    _fresh(index)
     token = "pypi-benchmark-" + secrets.token_urlsafe(32)
     index.api_tokens.add(token)
     report = scenario.workspace.parent / "baseline-report.json"

@@ -176,6 +176,9 @@ class LocalIndex:
     """Seconds a minted upload token stays valid."""
     upload_throttle: float | None
     """Bytes per second at which upload bodies are read (a slow link), or None."""
+    oidc_latency: float
+    """Seconds added before each audience, ID-token and mint answer: the round trips to
+    PyPI and GitHub that a runner pays and 127.0.0.1 does not."""
     file_size_limit: int | None
     """PyPI's per-file limit, 100 MiB unless raised for a project; None for no limit."""
     claims: dict[str, str | int]
@@ -275,6 +278,7 @@ class LocalIndex:
         self.trusted_publishing = "enabled"
         self.token_lifetime = 900
         self.upload_throttle = None
+        self.oidc_latency = 0.0
         self.file_size_limit = 100 * _MIB
         self.claims = identity.default_claims()
         self.publishers = [oidc.default_publisher()]
@@ -352,6 +356,8 @@ class LocalIndex:
         early = self._misrouted_or_faulted(ex)
         if early is not None:
             return early
+        if ex.endpoint in ("audience", "id-token", "mint"):
+            ex.wait(self.oidc_latency)
         match ex.endpoint:
             case "audience":
                 return self._audience(ex)
