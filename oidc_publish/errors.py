@@ -222,6 +222,17 @@ class IndexUnreachable(ActionError):
     )
 
 
+class UntrustedCertificate(ActionError):
+    code = "untrusted-certificate"
+    title = "The index's certificate is not trusted"
+    explanation = (
+        "The index's TLS certificate is not signed by a certificate authority the container "
+        "trusts, as with a private index behind a company CA. Verification cannot be turned "
+        "off; give the container the CA instead (the message says how). Nothing is retried: "
+        "asking again cannot change the answer."
+    )
+
+
 class UnexpectedResponse(ActionError):
     code = "unexpected-response"
     title = "The index answered something unexpected"

@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlsplit
+
+from oidc_publish.errors import UntrustedCertificate
 
 if TYPE_CHECKING:
     import httpx
@@ -153,6 +156,25 @@ def send(
             method, url, json=json_body, headers=headers, follow_redirects=follow_redirects
         )
     except httpx.TransportError as error:
+        if is_certificate_failure(error):
+            raise untrusted_certificate(url) from None
         raise Transient(f"{type(error).__name__}: {error}".rstrip(": ")) from None
     raise_for_transient(response.status_code, response.reason_phrase, response.headers)
     return response
+
+
+def is_certificate_failure(error: Exception) -> bool:
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def untrusted_certificate(url: str) -> UntrustedCertificate:
+    host = urlsplit(url).hostname or url
+    return UntrustedCertificate(
+        f"{host}'s TLS certificate is not signed by a certificate authority this container "
+        "trusts (CERTIFICATE_VERIFY_FAILED).",
+        fix="If the index uses a private CA, commit its PEM certificate (or write it in an "
+        "earlier step) and point the step's `env:` at it as the container sees the workspace: "
+        "`SSL_CERT_FILE: /github/workspace/ca.pem` and `REQUESTS_CA_BUNDLE: "
+        "/github/workspace/ca.pem`. Otherwise check `repository-url`: a proxy may be "
+        "intercepting the connection.",
+    )

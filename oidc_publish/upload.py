@@ -31,8 +31,10 @@ from oidc_publish.network import (
     RetryNotice,
     RetryPolicy,
     Transient,
+    is_certificate_failure,
     raise_for_transient,
     retrying,
+    untrusted_certificate,
 )
 
 if TYPE_CHECKING:
@@ -171,6 +173,10 @@ class Uploader:
             started = time.monotonic()
             try:
                 response: requests.Response = repository.upload(dist.package, max_redirects=1)
+            except requests.exceptions.SSLError as error:
+                if is_certificate_failure(error):
+                    raise untrusted_certificate(self.index.upload_url) from None
+                raise Transient(f"{type(error).__name__} while sending") from None
             except (requests.ConnectionError, requests.Timeout) as error:
                 raise Transient(f"{type(error).__name__} while sending") from None
             finally:

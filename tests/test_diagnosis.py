@@ -497,3 +497,24 @@ def test_dry_run_judges_files_already_on_the_index(
     assert error.title == "File already exists with other contents"
     assert index.count("upload") == uploads
     assert index.files()[sdist.name] == sha256(sdist)
+
+
+@pytest.mark.parametrize("password", [None, "pypi-static-token"])
+def test_an_untrusted_certificate_says_how_to_trust_it_and_is_not_retried(
+    index: LocalIndex, workspace: Path, run: Run, password: str | None
+) -> None:
+    make_release(workspace)
+    inputs = {}
+    if password:
+        index.api_tokens.add(password)
+        inputs = {"password": password}
+
+    # The container trusts only the system's CAs, which never signed the local index.
+    result = run(inputs, env={"SSL_CERT_FILE": None, "REQUESTS_CA_BUNDLE": None})
+
+    error = the_error(result)
+    assert error.title == "The index's certificate is not trusted"
+    assert "127.0.0.1" in error.message
+    assert "SSL_CERT_FILE: /github/workspace/ca.pem" in error.message
+    assert "retrying" not in result.stdout
+    assert index.files() == {}
