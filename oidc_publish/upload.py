@@ -196,10 +196,13 @@ class Uploader:
             return response
 
         def on_retry(notice: RetryNotice) -> None:
-            self.log(
-                f"::notice title=Retrying {dist.filename}::Attempt {notice.attempt} failed "
-                f"({notice.reason}); retrying in {notice.delay:.1f}s."
+            text = (
+                f"Attempt {notice.attempt} failed ({notice.reason}); "
+                f"retrying in {notice.delay:.1f}s."
             )
+            self.log(f"{dist.filename}: {text}")
+            # Also a notice, through the report, which keeps to GitHub's ten per kind.
+            self.notify(Diagnostic(Level.NOTICE, f"Retrying {dist.filename}", text))
 
         try:
             response = retrying(attempt, self.policy, on_retry)
