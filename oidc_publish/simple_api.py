@@ -34,8 +34,10 @@ def _anchors(html: str) -> list[tuple[str, str]]:
     links: list[tuple[str, str]] = []
 
     class Anchors(HTMLParser):
-        href: str | None = None
-        text: list[str] = []  # noqa: RUF012 - replaced per link
+        def __init__(self) -> None:
+            super().__init__()
+            self.href: str | None = None
+            self.text: list[str] = []
 
         def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             if tag == "a":

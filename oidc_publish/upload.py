@@ -173,11 +173,9 @@ class Uploader:
             started = time.monotonic()
             try:
                 response: requests.Response = repository.upload(dist.package, max_redirects=1)
-            except requests.exceptions.SSLError as error:
+            except (requests.ConnectionError, requests.Timeout) as error:
                 if is_certificate_failure(error):
                     raise untrusted_certificate(self.index.upload_url) from None
-                raise Transient(f"{type(error).__name__} while sending") from None
-            except (requests.ConnectionError, requests.Timeout) as error:
                 raise Transient(f"{type(error).__name__} while sending") from None
             finally:
                 repository.session.auth = None
