@@ -1,22 +1,15 @@
-"""Which files the index already has for a project, with their sha256 (PEP 503 / PEP 691).
+"""Which files the index has for a project, with their sha256 (PEP 503 / PEP 691).
 
-Used to tell an identical file from a different one when the index says a name is taken,
-and to give each uploaded file its download URL.
+Pure parsing: the page is fetched by `index.IndexClient`. Only https:// file URLs are kept:
+they reach links in the summary and the `files` output.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urldefrag, urljoin
-
-from oidc_publish.network import GaveUp, RetryPolicy, retrying, send
-
-if TYPE_CHECKING:
-    import httpx
-
-    from oidc_publish.index_urls import Index
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.2"
 
@@ -56,41 +49,28 @@ def _anchors(html: str) -> list[tuple[str, str]]:
     return links
 
 
-def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFile]:
+def _https(url: str) -> str:
+    return url if url.startswith("https://") else ""
+
+
+def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFile] | None:
+    """The files a project page lists; None for a page that is not one."""
     files: dict[str, IndexedFile] = {}
     if "json" in content_type:
-        for entry in json.loads(body).get("files", []):
-            files[entry["filename"]] = IndexedFile(
-                urljoin(page_url, entry["url"]), entry.get("hashes", {}).get("sha256")
-            )
+        try:
+            page: Any = json.loads(body)
+            for entry in page.get("files", []):
+                sha256 = (entry.get("hashes") or {}).get("sha256")
+                files[str(entry["filename"])] = IndexedFile(
+                    _https(urljoin(page_url, str(entry["url"]))),
+                    sha256 if isinstance(sha256, str) else None,
+                )
+        except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
+            return None
         return files
     for href, text in _anchors(body.decode("utf-8", errors="replace")):
         url, fragment = urldefrag(urljoin(page_url, href))
         name = text or url.rsplit("/", 1)[-1]
         algorithm, _, digest = fragment.partition("=")
-        files[name] = IndexedFile(url, digest if algorithm == "sha256" else None)
+        files[name] = IndexedFile(_https(url), digest if algorithm == "sha256" else None)
     return files
-
-
-def project_files(
-    http: httpx.Client, index: Index, project: str, policy: RetryPolicy
-) -> dict[str, IndexedFile] | None:
-    """The project's files on the index; empty if it has none, None if the index won't say."""
-    url = index.project_simple_url(project)
-    try:
-        response = retrying(
-            # Indexes redirect a non-normalised name to the normalised page.
-            lambda: send(http, "GET", url, headers={"Accept": ACCEPT}, follow_redirects=True),
-            policy,
-            lambda _: None,
-        )
-    except GaveUp:
-        return None
-    if response.status_code == 404:
-        return {}
-    if response.status_code != 200:
-        return None
-    try:
-        return parse(str(response.url), response.headers.get("content-type", ""), response.content)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
