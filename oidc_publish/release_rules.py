@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from packaging.utils import (
@@ -124,11 +124,13 @@ def check_index_rules(
     """What the index will refuse about this upload, most fundamental first; empty if nothing.
 
     `page` is the project's page (None when the index would not say: nothing to check);
-    `release_files` maps each file name to upload to its sha256; `now` is timezone-aware.
+    `release_files` maps each file name to upload to its sha256; `now` is in UTC.
     The caller raises the first error and reports the others' diagnostics.
     """
     if page is None:
         return []
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
     errors: list[ActionError] = []
     status = _status_error(page, project, index)
     if status:

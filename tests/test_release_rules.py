@@ -123,6 +123,13 @@ def test_a_release_first_uploaded_fifteen_days_ago_takes_no_new_file() -> None:
     assert "1.0.0.post1" in error.fix
 
 
+def test_a_naive_now_is_taken_as_utc() -> None:
+    old = page([entry(WHEEL, OURS[WHEEL], NOW - timedelta(days=15))])
+    naive = NOW.replace(tzinfo=None)
+    errors = check_index_rules(old, OURS, naive, project="pkg", version="1.0.0", index=PYPI)
+    assert [e.title for e in errors] == ["The release is too old for new files"]
+
+
 def test_a_release_thirteen_days_old_still_takes_new_files() -> None:
     recent = page([entry(WHEEL, OURS[WHEEL], NOW - timedelta(days=13))])
     assert rules(recent) == []
