@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
@@ -28,9 +29,12 @@ if TYPE_CHECKING:
     import httpx
 
     from oidc_publish.credentials import Credential, IdentityTokens
+    from oidc_publish.dists import Distribution
+    from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
     from oidc_publish.network import RetryPolicy
+    from oidc_publish.simple_api import ProjectPage
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,13 @@ def publish(
     world: World,
 ) -> None:
     from oidc_publish.credentials import check_context
-    from oidc_publish.dists import load, locate
+    from oidc_publish.dists import locate
     from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
-    from oidc_publish.network import RetryPolicy, ca_bundle, client
+    from oidc_publish.network import Pending, RetryPolicy, ca_bundle, client
     from oidc_publish.reconcile import Reconciler
+    from oidc_publish.release_rules import check_tag
     from oidc_publish.report import Release
     from oidc_publish.upload import Uploader
 
@@ -102,11 +107,17 @@ def publish(
         check_context(context, index)
     folder = context.workspace / inputs.packages_dir
     paths = locate(folder, context.workspace, reporter)
+    named = _release_from_filenames(paths)
+    if inputs.verify_tag and named:
+        check_tag(context.ref, *named, debug=reporter.debug)
 
     policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic)
     http = client(reporter.debug, environ)
     try:
-        # The token exchange waits on the network while the files are read and checked.
+        holdings = IndexClient(index, http, policy, reporter)
+        # The network waits while the files are read and checked: the index's page (for
+        # its rules) and the token exchange.
+        page = Pending(lambda: holdings.project_page(named[0]) if named else None, "index page")
         exchange = _start_exchange(
             inputs,
             context=context,
@@ -114,22 +125,10 @@ def publish(
             index=index,
             http=http,
             policy=policy,
-            paths=paths,
+            project=named[0] if named else None,
             world=world,
         )
-        with reporter.group("Checking distributions"):
-            dists = load(
-                paths,
-                workspace=context.workspace,
-                verify_metadata=inputs.verify_metadata,
-                pypi_rules=index.is_pypi or index.is_testpypi,
-                reporter=reporter,
-            )
-            for dist in dists:
-                reporter.log(f"{dist.display} ({dist.name} {dist.version}, {dist.size} bytes)")
-                if inputs.print_hash:
-                    reporter.log(f"  sha256:      {dist.sha256}")
-                    reporter.log(f"  blake2b-256: {dist.blake2_256}")
+        dists = _read(inputs, context, index, paths, reporter)
         first = dists[0]
         publication.release = Release(
             first.name,
@@ -137,8 +136,8 @@ def publish(
             index.display_name,
             index.release_url(first.name, first.version),
         )
+        _obey_index_rules(page.result(), dists, index, reporter, world)
         credential = exchange()
-        holdings = IndexClient(index, http, policy, reporter)
         reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
         if inputs.dry_run:
             publication.results = reconciler.rehearse(dists)
@@ -154,8 +153,82 @@ def publish(
         with reporter.group(f"Uploading {len(dists)} file(s) to {index.upload_url}"):
             results = uploader.upload_all(dists)
         publication.results = reconciler.with_urls(results)
+        if inputs.wait_until_installable:
+            _wait_until_installable(holdings, publication, reporter, world)
     finally:
         http.close()
+
+
+def _read(
+    inputs: Inputs,
+    context: RunnerContext,
+    index: Index,
+    paths: list[Path],
+    reporter: Reporter,
+) -> list[Distribution]:
+    from oidc_publish.dists import load
+
+    with reporter.group("Checking distributions"):
+        dists = load(
+            paths,
+            workspace=context.workspace,
+            verify_metadata=inputs.verify_metadata,
+            pypi_rules=index.is_pypi or index.is_testpypi,
+            reporter=reporter,
+        )
+        for dist in dists:
+            reporter.log(f"{dist.display} ({dist.name} {dist.version}, {dist.size} bytes)")
+            if inputs.print_hash:
+                reporter.log(f"  sha256:      {dist.sha256}")
+                reporter.log(f"  blake2b-256: {dist.blake2_256}")
+    return dists
+
+
+def _obey_index_rules(
+    page: ProjectPage | None,
+    dists: list[Distribution],
+    index: Index,
+    reporter: Reporter,
+    world: World,
+) -> None:
+    """What the index would refuse, found before the first upload; every finding reported."""
+    from oidc_publish.release_rules import check_index_rules
+
+    first = dists[0]
+    refusals = check_index_rules(
+        page,
+        {d.filename: d.sha256 for d in dists},
+        datetime.fromtimestamp(world.wall(), UTC),
+        project=first.name,
+        version=first.version,
+        index=index,
+    )
+    if refusals:
+        for other in refusals[1:]:
+            for diagnostic in other.diagnostics():
+                reporter.add(diagnostic)
+        raise refusals[0]
+
+
+def _wait_until_installable(
+    holdings: IndexClient, publication: Publication, reporter: Reporter, world: World
+) -> None:
+    from oidc_publish.installable import DEFAULT_DEADLINE, wait_until_installable
+
+    on_index = {r.dist.filename: r.dist.sha256 for r in publication.results if r.outcome.on_index}
+    project = publication.results[0].dist.name
+    with reporter.group("Waiting until the index lists every file"):
+        waited = wait_until_installable(
+            lambda: holdings.fresh_files(project),
+            on_index,
+            clock=world.monotonic,
+            sleep=world.sleep,
+        )
+    publication.waited_for_index = True
+    publication.installable_after = waited.seconds
+    warning = waited.warning(DEFAULT_DEADLINE, holdings.index.display_name)
+    if warning:
+        reporter.add(warning)
 
 
 def _start_exchange(
@@ -166,7 +239,7 @@ def _start_exchange(
     index: Index,
     http: httpx.Client,
     policy: RetryPolicy,
-    paths: list[Path],
+    project: str | None,
     world: World,
 ) -> Callable[[], Credential]:
     """Starts getting the credential; the returned call waits for it."""
@@ -174,7 +247,6 @@ def _start_exchange(
     from oidc_publish.diagnosis import password_notice
     from oidc_publish.network import Pending
 
-    project = _project_from_filenames(paths)
     if inputs.password is not None:
         notice = password_notice(context, index, project) if project else None
         if notice:
@@ -202,15 +274,26 @@ def _start_exchange(
     return collect
 
 
-def _project_from_filenames(paths: list[Path]) -> str | None:
-    """The project, read from the first filename: the token exchange starts before the
-    archives are read, and only needs it to word a refusal."""
-    from packaging.utils import canonicalize_name
+def _release_from_filenames(paths: list[Path]) -> tuple[str, str] | None:
+    """Project and version, read from the first filename that names them: the checks and
+    requests that need them start before the archives are read (which check the names)."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+    from packaging.version import InvalidVersion
 
     for path in paths:
-        stem = path.name.removesuffix(".tar.gz").removesuffix(".whl")
-        if stem != path.name and "-" in stem:
-            return canonicalize_name(stem.split("-", 1)[0])
+        try:
+            if path.name.endswith(".whl"):
+                name, version, *_ = parse_wheel_filename(path.name)
+            else:
+                name, version = parse_sdist_filename(path.name)
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            continue
+        return str(name), str(version)
     return None
 
 

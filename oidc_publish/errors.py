@@ -259,7 +259,59 @@ class RunTimedOut(ActionError):
         f"A run gives up after {RUN_DEADLINE_MINUTES} minutes, every file and retry included, "
         "so a server that answers a byte at a time cannot hold the job until GitHub's own "
         "six-hour limit. Each request has its own deadline as well (an upload's grows with "
-        "its size). The summary lists which files are on the index; re-run the job."
+        "its size). Re-run the job: files already on the index are recognised and not "
+        "uploaded twice."
+    )
+
+
+# Guardrails.
+
+
+class VersionTagMismatch(ActionError):
+    code = "version-tag-mismatch"
+    title = "The tag and the version differ"
+    explanation = (
+        "The workflow runs for a tag whose version (the tag without a leading `v`, "
+        "`release-` or `<project>-`) is not the distributions' version, compared as versions "
+        "(`v1.2` matches `1.2.0`). Most often the tag was pushed before the version was bumped, "
+        "or the build used a stale `dist/` folder. Bump the version and build again, or tag the "
+        "commit that has the version. A tag without a version in it (such as `nightly`) is not "
+        "checked; `verify-tag: false` turns the check off."
+    )
+
+
+class ProjectNotAcceptingUploads(ActionError):
+    code = "project-not-accepting-uploads"
+    title = "The project does not accept uploads"
+    explanation = (
+        "The index marks the project as archived or quarantined (PEP 792 project status), and "
+        "an index refuses new files for such projects. An archived project can be unarchived "
+        "by an owner in the project's settings on PyPI; a quarantine is set and lifted by "
+        "PyPI's administrators, usually after a malware report. The message links the project's "
+        "page."
+    )
+
+
+class ReleaseTooOld(ActionError):
+    code = "release-too-old"
+    title = "The release is too old for new files"
+    explanation = (
+        "PyPI refuses new files for a release whose first file was uploaded more than 14 days "
+        "ago. Re-uploading files that are already there is fine; adding one (a new wheel, a "
+        "rebuilt sdist) is not. Publish the files under a new version, such as a post-release "
+        "(`1.0.0.post1`) when only the packaging changed."
+    )
+
+
+class SecondSdist(ActionError):
+    code = "second-sdist"
+    title = "The release already has another sdist"
+    explanation = (
+        "PyPI allows one sdist per release, and the release on the index already has one under "
+        "another file name than the one being uploaded. The usual cause is a build backend "
+        "update that changed how the sdist is named (setuptools 69.3 and later write "
+        "`my_project-1.0.tar.gz` where older versions wrote `my-project-1.0.tar.gz`). Leave the "
+        "sdist out of this upload, or publish a new version."
     )
 
 

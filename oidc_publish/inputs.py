@@ -56,6 +56,8 @@ class Inputs(BaseModel):
     print_hash: Flag = Field(True, alias="print-hash")
     attestations: Flag = False
     dry_run: Flag = Field(False, alias="dry-run")
+    verify_tag: Flag = Field(True, alias="verify-tag")
+    wait_until_installable: Flag = Field(False, alias="wait-until-installable")
 
     @field_validator("password")
     @classmethod

@@ -1,23 +1,43 @@
-"""Which files the index has for a project, with their sha256 (PEP 503 / PEP 691).
+"""What a project's page on the index says (PEP 503 HTML, PEP 691 JSON, PEP 700, PEP 792).
 
-Pure parsing: the page is fetched by `index.IndexClient`. Only https:// file URLs are kept:
-they reach links in the summary and the `files` output.
+Pure parsing: pages are fetched by `index.IndexClient`. Only https:// file URLs are kept,
+because they reach links in the summary and the `files` output. A page that is malformed
+parses to None: "the index won't say", never an error of the action.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.2"
+JSON_ONLY = "application/vnd.pypi.simple.v1+json"
+
+ACTIVE = "active"
+ARCHIVED = "archived"
+QUARANTINED = "quarantined"
+DEPRECATED = "deprecated"
 
 
 @dataclass(frozen=True)
 class IndexedFile:
     url: str
     sha256: str | None
+    # PEP 700; only JSON pages carry it, and indexes may leave it out.
+    upload_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    """A project's simple API page in its JSON form (PEP 691, 700, 792)."""
+
+    files: dict[str, IndexedFile] = field(default_factory=dict)
+    # PEP 792: "active" when the index names none; lower-cased, unknown values kept as given.
+    status: str = ACTIVE
+    status_reason: str | None = None
 
 
 def _anchors(html: str) -> list[tuple[str, str]]:
@@ -54,23 +74,81 @@ def _https(url: str) -> str:
 
 
 def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFile] | None:
-    """The files a project page lists; None for a page that is not one."""
-    files: dict[str, IndexedFile] = {}
+    """The files a project page lists, from JSON or HTML; None for a page that is not one."""
     if "json" in content_type:
-        try:
-            page: Any = json.loads(body)
-            for entry in page.get("files", []):
-                sha256 = (entry.get("hashes") or {}).get("sha256")
-                files[str(entry["filename"])] = IndexedFile(
-                    _https(urljoin(page_url, str(entry["url"]))),
-                    sha256 if isinstance(sha256, str) else None,
-                )
-        except (ValueError, RecursionError, KeyError, TypeError, AttributeError):
-            return None
-        return files
+        page = parse_project_page(page_url, body)
+        return page.files if page is not None else None
+    files: dict[str, IndexedFile] = {}
     for href, text in _anchors(body.decode("utf-8", errors="replace")):
         url, fragment = urldefrag(urljoin(page_url, href))
         name = text or url.rsplit("/", 1)[-1]
         algorithm, _, digest = fragment.partition("=")
         files[name] = IndexedFile(_https(url), digest if algorithm == "sha256" else None)
     return files
+
+
+def upload_time(value: object) -> datetime | None:
+    """PEP 700's `upload-time` (ISO 8601 in UTC, `Z`, fraction optional), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def parse_project_page(page_url: str, body: bytes) -> ProjectPage | None:
+    """The page in PEP 691 JSON, or None if it is not a well-formed version 1 page."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    meta = document.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    api_version = meta.get("api-version")
+    if isinstance(api_version, str) and api_version.split(".", 1)[0] != "1":
+        return None
+    files = _json_files(page_url, document.get("files", []))
+    if files is None:
+        return None
+    status, reason = _project_status(document, meta)
+    return ProjectPage(files, status, reason)
+
+
+def _json_files(page_url: str, entries: object) -> dict[str, IndexedFile] | None:
+    if not isinstance(entries, list):
+        return None
+    files: dict[str, IndexedFile] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            return None
+        name, url = entry.get("filename"), entry.get("url")
+        if not isinstance(name, str) or not isinstance(url, str):
+            return None
+        hashes = entry.get("hashes")
+        sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+        files[name] = IndexedFile(
+            _https(urljoin(page_url, url)),
+            sha256 if isinstance(sha256, str) else None,
+            upload_time(entry.get("upload-time")),
+        )
+    return files
+
+
+def _project_status(document: dict[str, Any], meta: dict[str, Any]) -> tuple[str, str | None]:
+    """PEP 792's marker: a top-level `project-status` object with `status` and `reason`.
+
+    That is what PyPI serves. The simple API specification's example shows the marker as
+    `project-status` / `project-status-reason` strings under `meta`, so that form is read too.
+    """
+    marker = document.get("project-status")
+    if isinstance(marker, dict):
+        status, reason = marker.get("status"), marker.get("reason")
+    else:
+        status, reason = meta.get("project-status"), meta.get("project-status-reason")
+    status = status.strip().lower() if isinstance(status, str) and status.strip() else ACTIVE
+    reason = reason.strip() if isinstance(reason, str) and reason.strip() else None
+    return status, reason
