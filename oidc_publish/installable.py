@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from oidc_publish.errors import Diagnostic, Level
+from oidc_publish.runner import md_code
 from oidc_publish.simple_api import IndexedFile
 
 # Seconds; documented in the README with the `wait-until-installable` input.
@@ -47,7 +48,7 @@ class Waited:
         """The warning to report when the deadline passed; None when the files were listed."""
         if self.seconds is not None:
             return None
-        names = ", ".join(f"`{name}`" for name in self.missing)
+        names = ", ".join(md_code(name) for name in self.missing)
         if self.answered == 0:
             seen = f"{index_name}'s simple API did not answer any of {self.looks} looks"
         else:

@@ -32,6 +32,7 @@ from oidc_publish.errors import (
     SecondSdist,
     VersionTagMismatch,
 )
+from oidc_publish.runner import md_code
 from oidc_publish.simple_api import ARCHIVED, QUARANTINED, IndexedFile, ProjectPage
 
 if TYPE_CHECKING:
@@ -89,7 +90,9 @@ def check_tag(
     tag = ref[len(TAG_PREFIX) :]
     tagged = version_in_tag(ref, project)
     if tagged is None:
-        debug(f"The tag `{tag}` holds no version; not comparing it with {project} {version}.")
+        debug(
+            f"The tag {md_code(tag)} holds no version; not comparing it with {project} {version}."
+        )
         return
     try:
         built = Version(version)
@@ -99,7 +102,7 @@ def check_tag(
     if tagged == built:
         return
     raise VersionTagMismatch(
-        f"This run is for the tag `{tag}`, which names version {tagged}, but the "
+        f"This run is for the tag {md_code(tag)}, which names version {tagged}, but the "
         f"distributions are {project} {version}.",
         fix=f"Set the version to {tagged} and build again, or tag the commit whose version "
         f"is {version} (`v{version}`). Most often the tag was pushed before the version was "
@@ -156,7 +159,9 @@ def _status_error(page: ProjectPage, project: str, index: Index) -> ActionError 
     if page.status not in (ARCHIVED, QUARANTINED):
         return None
     where = _project_page(index, project)
-    because = f" The index gives the reason: {page.status_reason}" if page.status_reason else ""
+    because = (
+        f" The index gives the reason: {md_code(page.status_reason)}" if page.status_reason else ""
+    )
     if page.status == ARCHIVED:
         fix = (
             f"If the project should take releases again, an owner can unarchive it in its "
@@ -169,7 +174,8 @@ def _status_error(page: ProjectPage, project: str, index: Index) -> ActionError 
             "quarantine is lifted."
         )
     return ProjectNotAcceptingUploads(
-        f"{index.display_name} marks the project `{project}` as {page.status}, and refuses "
+        f"{index.display_name} marks the project {md_code(project)} as "
+        f"{md_code(page.status)}, and refuses "
         f"new files for it.{because}",
         fix=fix,
     )
@@ -190,7 +196,7 @@ def _too_old(
     first = min(times)
     if now - first <= NEW_FILES_WINDOW:
         return None
-    names = ", ".join(f"`{name}`" for name in new)
+    names = ", ".join(md_code(name) for name in new)
     return ReleaseTooOld(
         f"{project} {version} was first uploaded to {index.display_name} on "
         f"{first:%Y-%m-%d} ({(now - first).days} days ago), and {index.display_name} refuses "
@@ -214,9 +220,11 @@ def _second_sdist(
     if not ours or not theirs:
         return None
     return SecondSdist(
-        f"{project} {version} on {index.display_name} already has the sdist `{theirs[0]}`, so "
-        f"`{ours[0]}` cannot be added: {index.display_name} allows one sdist per release.",
-        fix=f"Leave `{ours[0]}` out of this upload (upload the wheels only), or publish a new "
+        f"{project} {version} on {index.display_name} already has the sdist "
+        f"{md_code(theirs[0])}, so "
+        f"{md_code(ours[0])} cannot be added: {index.display_name} allows one sdist per release.",
+        fix=f"Leave {md_code(ours[0])} out of this upload (upload the wheels only), or "
+        "publish a new "
         "version. The names differ when the build backend changed how it names sdists, as "
         "setuptools 69.3 did (`my_project-1.0.tar.gz`, formerly `my-project-1.0.tar.gz`).",
     )

@@ -3,14 +3,19 @@ uncached fetch. Injected clock and sleep; the index is an httpx.MockTransport.""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from oidc_publish.index import IndexClient
 from oidc_publish.index_urls import PYPI_UPLOAD, Index
 from oidc_publish.installable import Waited, wait_until_installable
-from oidc_publish.simple_api import IndexedFile, fetch_fresh
+from oidc_publish.network import RetryPolicy
+from oidc_publish.report import Reporter
+from oidc_publish.runner import RunnerContext
+from oidc_publish.simple_api import IndexedFile
 
 WHEEL = "pkg-1.0.0-py3-none-any.whl"
 SDIST = "pkg-1.0.0.tar.gz"
@@ -118,6 +123,10 @@ def test_nothing_to_wait_for_when_listed_is_no_warning() -> None:
 # The fetch.
 
 
+def no_sleep(_: float) -> None:
+    raise AssertionError("a single look never waits")
+
+
 def fetch(
     response: httpx.Response | Exception,
 ) -> tuple[dict[str, IndexedFile] | None, list[httpx.Request]]:
@@ -130,7 +139,9 @@ def fetch(
         return response
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        return fetch_fresh(http, Index(PYPI_UPLOAD), "Pkg.Name"), seen
+        reporter = Reporter(RunnerContext.from_env({}), io.StringIO())
+        holdings = IndexClient(Index(PYPI_UPLOAD), http, RetryPolicy(sleep=no_sleep), reporter)
+        return holdings.fresh_files("Pkg.Name"), seen
 
 
 def test_the_fetch_asks_caches_not_to_answer_for_the_index() -> None:

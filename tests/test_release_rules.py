@@ -3,8 +3,9 @@ index's project page says it will refuse. In-process; the index is an httpx.Mock
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,16 +20,18 @@ from oidc_publish.errors import (
     VersionTagMismatch,
     catalogue,
 )
+from oidc_publish.index import IndexClient
 from oidc_publish.index_urls import PYPI_UPLOAD, TESTPYPI_UPLOAD, Index
-from oidc_publish.network import RetryPolicy
+from oidc_publish.network import MAX_PAGE_BYTES, RetryPolicy
 from oidc_publish.release_rules import check_index_rules, check_tag, version_in_tag
+from oidc_publish.report import Reporter
+from oidc_publish.runner import RunnerContext
 from oidc_publish.simple_api import (
     JSON_ONLY,
     IndexedFile,
     ProjectPage,
     parse,
     parse_project_page,
-    read_project_page,
 )
 
 PYPI = Index(PYPI_UPLOAD)
@@ -267,12 +270,16 @@ def test_the_existing_parser_keeps_working_and_gains_upload_times() -> None:
 # The read itself.
 
 
-NO_WAIT = RetryPolicy(attempts=3, base=0.0, cap=0.0, budget=0.0)
+NO_WAIT = RetryPolicy(attempts=3, sleep=lambda _: None)
+
+
+def holdings(http: httpx.Client) -> IndexClient:
+    return IndexClient(PYPI, http, NO_WAIT, Reporter(RunnerContext.from_env({}), io.StringIO()))
 
 
 def read(handler: Callable[[httpx.Request], httpx.Response]) -> ProjectPage | None:
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        return read_project_page(http, PYPI, "Pkg_Name", policy=NO_WAIT, sleep=lambda _: None)
+        return holdings(http).project_page("Pkg_Name")
 
 
 def test_the_page_is_read_once_in_json_under_the_normalised_name() -> None:
@@ -337,18 +344,21 @@ def test_a_transient_failure_is_retried() -> None:
     assert read(lambda _: next(answers)) == ProjectPage()
 
 
-def test_an_oversized_answer_is_not_read() -> None:
-    big = json.dumps(page_json([entry(f"pkg-{i}.tar.gz") for i in range(100)])).encode()
+def test_an_oversized_answer_is_not_read_whole() -> None:
+    sent: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        # A page that never ends, with no Content-Length to go by.
+        yield b'{"meta": {"api-version": "1.1"}, "files": ['
+        while True:
+            sent.append(1)
+            yield b" " * 1024 * 1024
 
     def handler(_: httpx.Request) -> httpx.Response:
-        # Streamed, with no Content-Length to go by.
-        return httpx.Response(
-            200, headers={"content-type": JSON_ONLY}, stream=httpx.ByteStream(big)
-        )
+        return httpx.Response(200, headers={"content-type": JSON_ONLY}, content=endless())
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        assert read_project_page(http, PYPI, "pkg", policy=NO_WAIT, limit=len(big) - 1) is None
-        assert read_project_page(http, PYPI, "pkg", policy=NO_WAIT, limit=len(big)) is not None
+    assert read(handler) is None
+    assert len(sent) * 1024 * 1024 <= MAX_PAGE_BYTES + 2 * 1024 * 1024
 
 
 def test_the_new_errors_are_in_the_catalogue_with_distinct_codes() -> None:
