@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import socket
+import ssl
 import time
 from pathlib import Path
 
@@ -373,3 +375,83 @@ def test_runner_builds_the_containers_environment_and_reads_commands_back(
     assert without.leaked(index) == []
     with pytest.raises(ValueError, match="no-such-input"):
         run_action(index, workspace, {"no-such-input": "x"}, entrypoint=entrypoint)
+
+
+def test_a_drip_sends_headers_at_once_then_a_byte_at_a_time(index: LocalIndex) -> None:
+    index.faults("simple", Fault.drip(size=4, every=0.2))
+
+    with https_client(index, timeout=0.5) as client:
+        started = time.monotonic()
+        with client.stream("GET", "/simple/sample-project/") as answer:
+            headers_after = time.monotonic() - started
+            body = answer.read()
+        total = time.monotonic() - started
+
+    assert headers_after < 0.2
+    # No single read waited 0.5 s, yet the whole answer took longer than that.
+    assert total >= 0.8
+    assert (answer.status_code, answer.headers["Content-Length"], body) == (200, "4", b"{   ")
+    assert index.log == [("simple", "GET", "/simple/sample-project/", 200)]
+
+
+@pytest.mark.parametrize("kind", ["json", "html"])
+def test_a_huge_body_is_generated_as_it_is_sent(index: LocalIndex, kind: str) -> None:
+    size = 64 * 1024 * 1024 + 7
+    index.faults("simple", Fault.huge(size, kind), Fault.huge(100_000, kind))  # type: ignore[arg-type]
+
+    with https_client(index, timeout=30) as client:
+        with client.stream("GET", "/simple/sample-project/") as answer:
+            received = sum(len(chunk) for chunk in answer.iter_raw())
+        small = client.get("/simple/sample-project/")
+
+    assert received == size == int(answer.headers["Content-Length"])
+    assert len(small.content) == 100_000
+    if kind == "json":
+        assert answer.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
+        assert small.json()["meta"] == {"api-version": "1.4"}
+    else:
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert small.text.endswith("</body></html>\n")
+
+
+def test_a_reason_phrase_goes_out_raw_control_characters_included(index: LocalIndex) -> None:
+    reason = "File already exists ##[stop-commands]x\r::add-mask::y"
+    index.faults("upload", Fault.status(400, reason), Fault.status(400, reason))
+    trust = ssl.create_default_context(cafile=str(index.ca_pem))
+    request = b"POST /legacy/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+
+    with (
+        socket.create_connection(("127.0.0.1", index.port)) as raw,
+        trust.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(request)
+        status_line = tls.makefile("rb").readline()
+    with https_client(index) as client, pytest.raises(httpx.RemoteProtocolError):
+        # A strict client (h11) refuses the status line; a lax one reads it through.
+        client.post("/legacy/")
+
+    assert status_line == b"HTTP/1.1 400 " + reason.encode() + b"\r\n"
+
+
+def test_a_redirect_to_plain_http_and_odd_headers(index: LocalIndex) -> None:
+    index.faults(
+        "simple",
+        Fault.redirect(301),
+        Fault.redirect(302, "/simple/other/"),
+        Fault.status(503, headers={"Retry-After": "²"}),
+    )
+
+    with https_client(index) as client:
+        moved = client.get("/simple/sample-project/?format=json")
+        found = client.get("/simple/sample-project/")
+        unavailable = client.get("/simple/")
+
+    assert moved.status_code == 301
+    assert moved.headers["Location"] == (
+        f"http://127.0.0.1:{index.port}/simple/sample-project/?format=json"
+    )
+    assert (found.status_code, found.headers["Location"]) == (
+        302,
+        f"http://127.0.0.1:{index.port}/simple/other/",
+    )
+    assert (b"Retry-After", "²".encode("latin-1")) in unavailable.headers.raw

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["Fault", "LocalIndex", "LogEntry", "MintedToken", "Publisher"]
 
 Endpoint = Literal["audience", "id-token", "mint", "upload", "simple", "other"]
-FaultEndpoint = Literal["audience", "id-token", "mint", "upload"]
+FaultEndpoint = Literal["audience", "id-token", "mint", "upload", "simple"]
 
 _ROUTES: dict[str, Endpoint] = {
     "/_/oidc/audience": "audience",
@@ -90,6 +90,7 @@ _MIB = 1024 * 1024
 _HASH_CHUNK = _MIB
 _CONNECTION = "localindex.connection"
 _HTML = "text/html; charset=UTF-8"
+_SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 
 INVALID_AUTH = (
     "Invalid or non-existent authentication information. "
@@ -108,7 +109,7 @@ DIGEST_MISMATCH = "The digest supplied does not match a digest calculated from t
 class Fault:
     """A scripted misbehaviour, acted out instead of one normal answer."""
 
-    action: Literal["status", "reset", "delay"]
+    action: Literal["status", "reset", "delay", "drip", "huge", "redirect"]
     code: int = 200
     reason: str = ""
     body: bytes = b""
@@ -116,6 +117,10 @@ class Fault:
     content_type: str = _HTML
     after_bytes: int = 0
     seconds: float = 0.0
+    size: int = 0
+    """drip, huge: the body's length in bytes."""
+    location: str | None = None
+    """redirect: the target path (with query), or None for the request's own."""
 
     @classmethod
     def status(
@@ -126,7 +131,10 @@ class Fault:
         headers: dict[str, str] | None = None,
         content_type: str = _HTML,
     ) -> Fault:
-        """Answer `code` (a CDN or proxy error, say) without doing the real work."""
+        """Answer `code` (a CDN or proxy error, say) without doing the real work.
+
+        `reason` goes out as written, control characters included (latin-1 only).
+        """
         return cls(
             "status",
             code,
@@ -145,6 +153,29 @@ class Fault:
     def delay(cls, seconds: float) -> Fault:
         """Stall `seconds`, then handle the request normally: makes clients time out."""
         return cls("delay", seconds=seconds)
+
+    @classmethod
+    def drip(
+        cls, size: int, every: float, code: int = 200, content_type: str = "application/json"
+    ) -> Fault:
+        """Send the headers (Content-Length `size`) at once, then one byte every `every` s.
+
+        No single read ever waits long, so only a total deadline ends it.
+        """
+        return cls("drip", code, _phrase(code), content_type=content_type, seconds=every, size=size)
+
+    @classmethod
+    def huge(cls, size: int, kind: Literal["json", "html"] = "json", code: int = 200) -> Fault:
+        """A `size`-byte body generated while it is sent (never held whole): a JSON object
+        or an HTML page, well formed if read to the end, typed as the simple API types it."""
+        content_type = _SIMPLE_JSON if kind == "json" else _HTML
+        return cls("huge", code, _phrase(code), content_type=content_type, size=size)
+
+    @classmethod
+    def redirect(cls, code: int = 302, location: str | None = None) -> Fault:
+        """Redirect to plain http:// on the index's own host and port (`location`, or the
+        request's own path and query): nothing answers HTTP there, a client must refuse."""
+        return cls("redirect", code, _phrase(code), location=location)
 
 
 class LogEntry(NamedTuple):
@@ -210,7 +241,9 @@ class LocalIndex:
         )
         self._lock = threading.Lock()
         self._storage_lock = threading.Lock()
-        self._faults: dict[str, deque[Fault]] = {endpoint: deque() for endpoint in _METHODS}
+        self._faults: dict[str, deque[Fault]] = {
+            endpoint: deque() for endpoint in (*_METHODS, "simple")
+        }
         self._used_jtis: set[str] = set()
         self._generation = 0
         self._cancelled = threading.Event()
@@ -352,7 +385,7 @@ class LocalIndex:
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         ex = _Exchange(self, environ, start_response)
         if ex.endpoint == "simple":
-            return self._pypiserver(environ, ex.start_response)
+            return self._act_fault(ex) or self._pypiserver(environ, ex.start_response)
         early = self._misrouted_or_faulted(ex)
         if early is not None:
             return early
@@ -368,7 +401,7 @@ class LocalIndex:
             case _:
                 return self._upload(ex)
 
-    def _misrouted_or_faulted(self, ex: _Exchange) -> list[bytes] | None:
+    def _misrouted_or_faulted(self, ex: _Exchange) -> Iterable[bytes] | None:
         """Answers requests that never reach a handler: misrouted ones and scripted faults."""
         if ex.endpoint == "other":
             return ex.page(404)
@@ -381,16 +414,32 @@ class LocalIndex:
             )
         if ex.method != _METHODS[ex.endpoint]:
             return ex.page(405)
+        return self._act_fault(ex)
+
+    def _act_fault(self, ex: _Exchange) -> Iterable[bytes] | None:
+        """Acts out the endpoint's next fault: an answer, or None to handle the request."""
         fault = self._next_fault(ex.endpoint)
         if fault is None:
             return None
-        if fault.action == "status":
-            return ex.respond(
-                fault.code, fault.reason, fault.body, fault.headers, fault.content_type
-            )
-        if fault.action == "reset":
-            ex.read_body(limit=fault.after_bytes)
-            ex.drop_connection()
+        match fault.action:
+            case "status":
+                return ex.respond(
+                    fault.code, fault.reason, fault.body, fault.headers, fault.content_type
+                )
+            case "reset":
+                ex.read_body(limit=fault.after_bytes)
+                ex.drop_connection()
+            case "drip":
+                return ex.stream(fault.code, fault.content_type, fault.size, _drip(ex, fault))
+            case "huge":
+                body = _generated(fault.size, fault.content_type == _SIMPLE_JSON)
+                return ex.stream(fault.code, fault.content_type, fault.size, body)
+            case "redirect":
+                target = fault.location or ex.path + (
+                    "?" + ex.environ["QUERY_STRING"] if ex.environ.get("QUERY_STRING") else ""
+                )
+                location = f"http://127.0.0.1:{self.port}{target}"
+                return ex.page(fault.code, fault.reason, [("Location", location)])
         ex.wait(fault.seconds)
         return None
 
@@ -714,6 +763,19 @@ class _Exchange:
         )
         return [body]
 
+    def stream(
+        self, code: int, content_type: str, length: int, chunks: Iterator[bytes]
+    ) -> Iterator[bytes]:
+        """Headers at once (with Content-Length `length`), then `chunks` as they come."""
+        self.read_body()
+        self.start_response(
+            f"{code} {_phrase(code)}",
+            [("Content-Type", content_type), ("Content-Length", str(length))],
+        )
+        # An empty first piece makes wsgiref send the headers before the body is ready.
+        yield b""
+        yield from chunks
+
     def json(self, code: int, payload: object) -> list[bytes]:
         body = json.dumps(payload).encode()
         return self.respond(code, body=body, content_type="application/json")
@@ -773,6 +835,35 @@ class _Exchange:
         raise _Dropped
 
 
+def _drip(ex: _Exchange, fault: Fault) -> Iterator[bytes]:
+    for number in range(fault.size):
+        ex.wait(fault.seconds)
+        yield b"{" if number == 0 else b" "
+
+
+def _generated(size: int, json_body: bool) -> Iterator[bytes]:
+    """`size` bytes of a JSON object or an HTML page, made a chunk at a time."""
+    if json_body:
+        head, filler, tail = b'{"meta": {"api-version": "1.4"}, "padding": "', b"x" * 64, b'"}'
+    else:
+        head, filler, tail = (
+            b"<!DOCTYPE html><html><body>\n",
+            b'<a href="x">x</a>\n',
+            b"</body></html>\n",
+        )
+    if size < len(head) + len(tail):
+        yield (head + tail)[:size]
+        return
+    yield head
+    remaining = size - len(head) - len(tail)
+    block = filler * (_CHUNK // len(filler))
+    while remaining > 0:
+        piece = block[:remaining]
+        remaining -= len(piece)
+        yield piece
+    yield tail
+
+
 def _counted(stream: IO[bytes], length: int, size: int) -> Iterator[bytes]:
     while length > 0:
         try:
@@ -811,7 +902,8 @@ class _ServerHandler(ServerHandler):
         self.headers["Connection"] = "close"
 
     def handle_error(self) -> None:
-        if not isinstance(sys.exc_info()[1], _Dropped):
+        # A dropped request, or a client that hung up mid-answer (a drip, a huge body).
+        if not isinstance(sys.exc_info()[1], _Dropped | OSError):
             super().handle_error()
 
 
