@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import itertools
 import json
-import os
 import platform
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import tomllib
-import venv
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,7 +30,9 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from tests.conftest import Run
-from tests.localindex.dists import make_wheel
+from tests.localindex import proc
+from tests.localindex.dists import make_wheel, sha256
+from tests.localindex.image import Image, build_image
 from tests.localindex.server import LocalIndex
 from tests.logical_lines import instructions as instructions_of
 from tests.logical_lines import logical_lines
@@ -245,46 +242,10 @@ def test_build_context_is_what_the_image_copies_and_nothing_else() -> None:
         assert dockerignore_excludes(path), f".dockerignore lets {path} into the build context"
 
 
-@dataclass(frozen=True)
-class Image:
-    """The image reproduced without Docker: its filesystem root and its Python."""
-
-    root: Path
-    python: Path
-
-    def path(self, inside: PurePosixPath | str) -> Path:
-        return self.root / PurePosixPath(inside).relative_to("/")
-
-
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
-    base = tmp_path_factory.mktemp("image")
-    root = base / "root"
-    for source, destination in copies():
-        target = root / destination.relative_to("/")
-        if (ROOT / source).is_dir():
-            # .dockerignore keeps caches out of the real build context.
-            shutil.copytree(
-                ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]")
-            )
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / source, target)
-
-    environment = base / "venv"
-    venv.EnvBuilder(with_pip=True).create(environment)
-    python = environment / "bin" / "python"
-    # The Dockerfile's command as written, run by the venv's pip, with its paths
-    # inside the image mapped into `root` and its ENV applied.
-    arguments = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in pip_install()[1:]]
-    env = os.environ | dict(
-        pair.split("=", 1) for i in only("ENV") for pair in shlex.split(i.arguments)
-    )
-    done = subprocess.run(
-        [str(python), "-m", "pip", *arguments], env=env, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, f"the Dockerfile's pip install failed:\n{done.stderr}"
-    return Image(root, python)
+    # The Dockerfile's own pip line into a fresh venv, its COPYs under a root directory.
+    return build_image(tmp_path_factory.mktemp("image"), compile_bytecode=False)
 
 
 def installed(python: Path) -> dict[str, dict[str, Any]]:
@@ -294,7 +255,7 @@ def installed(python: Path) -> dict[str, dict[str, Any]]:
         "print(json.dumps({d.metadata['Name']: {'version': d.version,"
         " 'requires': d.requires or []} for d in m.distributions()}))"
     )
-    done = subprocess.run([str(python), "-c", dump], capture_output=True, text=True, check=True)
+    done = proc.run([python, "-c", dump])
     packages: dict[str, dict[str, Any]] = json.loads(done.stdout)
     return {canonicalize_name(name): info for name, info in packages.items()}
 
@@ -351,4 +312,4 @@ def test_image_entrypoint_publishes_to_the_local_index(
     result = run(python=str(image.python), entrypoint=image.path(script))
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert index.files() == {wheel.name: hashlib.sha256(wheel.read_bytes()).hexdigest()}
+    assert index.files() == {wheel.name: sha256(wheel)}
