@@ -344,7 +344,7 @@ def test_permanent_outage_ends_in_bounded_attempts_with_the_endpoint_named(
 
     assert error.title == "The index did not answer"
     assert "The audience endpoint" in error.message
-    assert "6 attempt(s)" in error.message
+    assert "6 time(s)" in error.message
     assert "status.python.org" in error.message
     assert index.count("audience") == 6
 
