@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -267,6 +267,8 @@ class LocalSigstore:
 
     def _restore(self) -> None:
         self.cert_lifetime = 600.0
+        self.clock: Callable[[], float] = time.time
+        """Fulcio's and Rekor's time (validity, SCTs, integrated times); tests may move it."""
         self.rekor_delay = 0.0
         self.log: list[LogEntry] = []
         self.certificates_issued = 0
@@ -515,7 +517,7 @@ class LocalSigstore:
     def _issue(
         self, public: ec.EllipticCurvePublicKey | rsa.RSAPublicKey, claims: Mapping[str, Any]
     ) -> x509.Certificate:
-        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        now = datetime.datetime.fromtimestamp(int(self.clock()), datetime.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
@@ -576,7 +578,7 @@ class LocalSigstore:
 
     def _sct(self, tbs: bytes) -> bytes:
         """One v1 SCT for a precertificate entry (RFC 6962 section 3.2), TLS-encoded."""
-        timestamp = int(time.time() * 1000)
+        timestamp = int(self.clock() * 1000)
         issuer_key_hash = _key_id(self._ca_key.public_key())
         signed = (
             struct.pack("!BBQH", 0, 0, timestamp, 1) + issuer_key_hash + _u24(tbs) + b"\x00\x00"
@@ -637,6 +639,7 @@ class LocalSigstore:
                 return ex.json(400, {"code": 400, "message": f"invalid entry: {error}"})
             ex.wait(self.rekor_delay)
             leaf = _MerkleTree.leaf_hash(body)
+            now = int(self.clock())  # outside the lock: a test's clock may read the state
             with self._lock:
                 if ex.cancelled is not self._cancelled:
                     raise Dropped
@@ -644,7 +647,7 @@ class LocalSigstore:
                     return ex.json(
                         409, {"code": 409, "message": "an equivalent entry already exists"}
                     )
-                entry = _Entry(leaf.hex(), len(self._tree.leaves), body, int(time.time()))
+                entry = _Entry(leaf.hex(), len(self._tree.leaves), body, now)
                 self._tree.leaves.append(leaf)
                 self._entries[entry.uuid] = entry
                 answer = self._answer(entry, len(self._tree.leaves))
