@@ -315,6 +315,24 @@ class SecondSdist(ActionError):
     )
 
 
+# Attestations.
+
+SIGSTORE_STATUS_PAGE = "https://status.sigstore.dev"
+
+
+class SigningFailed(ActionError):
+    code = "signing-failed"
+    title = "Sigstore did not sign the release"
+    explanation = (
+        "PEP 740 attestations are signed through Sigstore: a certificate from Fulcio for the "
+        "job's identity token, then one Rekor transparency log entry per file. One of them "
+        "(or the fetch of Sigstore's trust root) kept failing after every retry the policy "
+        "allows, or refused the request; the message names which. Nothing was uploaded. "
+        f"Check {SIGSTORE_STATUS_PAGE} and re-run the job, or publish without attestations "
+        "with `attestations: false`."
+    )
+
+
 # Uploads.
 
 

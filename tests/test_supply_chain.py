@@ -44,8 +44,8 @@ EXCLUDES = ROOT / "requirements.excludes"
 # an auth module this action never calls (see requirements.excludes).
 EXCLUDED = {"keyring"}
 # keyring's own dependencies; none of them may come back through another door.
+# (cryptography did, on purpose: sigstore and pypi-attestations sign with it.)
 KEYRING_ONLY = {
-    "cryptography",
     "secretstorage",
     "jeepney",
     "jaraco-classes",
