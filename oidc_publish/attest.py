@@ -42,12 +42,15 @@ from oidc_publish.network import (
     parse_retry_after,
     retrying,
 )
+from oidc_publish.runner import md_code
 
 if TYPE_CHECKING:
     import requests
     from sigstore.models import ClientTrustConfig
     from sigstore.oidc import IdentityToken
     from sigstore.sign import Signer, SigningContext
+
+    from oidc_publish.report import Reporter
 
 T = TypeVar("T")
 
@@ -81,9 +84,8 @@ def sign_all(
     identity_token: Callable[[], str],
     environ: Mapping[str, str],
     policy: RetryPolicy,
+    reporter: Reporter,
     workers: int = 8,
-    log: Callable[[str], None] = lambda _: None,
-    sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
     timeout: float = 30.0,
     renew_margin: float = 90.0,
@@ -93,7 +95,8 @@ def sign_all(
     `identity_token` returns a fresh GitHub identity token for the audience `sigstore`; it is
     called once, and again only when the certificate must be renewed or the token has
     expired before Fulcio answered. It may raise `Transient` (retried) or an `ActionError`.
-    `log` gets one line per retry, never a token. `sleep` and `clock` are for tests;
+    `reporter` gets one line per retry, never a token. `clock` (and the policy's sleep) are
+    for tests;
     `timeout` bounds each HTTP request to Sigstore; `renew_margin` is the certificate life
     (seconds) an entry must have left to start, or a new certificate is fetched first.
 
@@ -109,11 +112,11 @@ def sign_all(
     from sigstore.oidc import ExpiredIdentity
     from sigstore.sign import SigningContext
 
-    trust = _call("the trust root", lambda: load_trust(environ), policy, log, sleep)
+    trust = _call("the trust root", lambda: load_trust(environ), policy, reporter)
     context = SigningContext.from_trust_config(trust)
     _bound_fulcio(context, timeout)
     certificates = _Certificates(
-        context, identity_token, policy=policy, log=log, sleep=sleep, clock=clock,
+        context, identity_token, policy=policy, reporter=reporter, clock=clock,
         margin=renew_margin, timeout=timeout,
     )  # fmt: skip
     stop = threading.Event()
@@ -137,7 +140,7 @@ def sign_all(
             except Exception as error:
                 raise _classify("Rekor", error) from None
 
-        attestation = _call("Rekor", attempt, policy, log, sleep)
+        attestation = _call("Rekor", attempt, policy, reporter)
         return dist.path.name, attestation.model_dump(mode="json")
 
     certificates.signer()  # the first certificate, before any worker starts
@@ -178,7 +181,7 @@ def load_trust(environ: Mapping[str, str]) -> ClientTrustConfig:
         except (OSError, ValueError, SigstoreError) as error:
             raise SigningFailed(
                 f"{TRUST_CONFIG_VARIABLE} names {path}, which is not a readable Sigstore client "
-                f"trust config: {type(error).__name__}: {error}",
+                f"trust config: {md_code(f'{type(error).__name__}: {error}')}",
                 fix=f"Point {TRUST_CONFIG_VARIABLE} at a client trust config "
                 "(application/vnd.dev.sigstore.clienttrustconfig.v0.1+json), or unset it to "
                 "sign with Sigstore's public instance.",
@@ -206,8 +209,7 @@ class _Certificates:
         identity_token: Callable[[], str],
         *,
         policy: RetryPolicy,
-        log: Callable[[str], None],
-        sleep: Callable[[float], None],
+        reporter: Reporter,
         clock: Callable[[], float],
         margin: float,
         timeout: float,
@@ -215,8 +217,7 @@ class _Certificates:
         self._context = context
         self._identity_token = identity_token
         self._policy = policy
-        self._log = log
-        self._sleep = sleep
+        self._reporter = reporter
         self._clock = clock
         self._margin = margin
         self._timeout = timeout
@@ -231,9 +232,7 @@ class _Certificates:
             if self._signer is None or self._not_after - self._clock() < self._margin:
                 self._signer = None
                 self._token = None  # a new certificate comes with a new identity token
-                self._signer = _call(
-                    "Fulcio", self._new_signer, self._policy, self._log, self._sleep
-                )
+                self._signer = _call("Fulcio", self._new_signer, self._policy, self._reporter)
             return self._signer
 
     def expire(self) -> None:
@@ -249,7 +248,8 @@ class _Certificates:
                 self._token = IdentityToken(self._identity_token(), client_id=AUDIENCE)
             except IdentityError as error:
                 raise SigningFailed(
-                    f"The GitHub identity token for Sigstore was refused before use: {error}",
+                    "The GitHub identity token for Sigstore was refused before use: "
+                    f"{md_code(str(error))}",
                     fix="Re-run the job; if it fails again, report it with the log attached.",
                 ) from None
         try:
@@ -265,21 +265,20 @@ def _call(
     service: Service,
     attempt: Callable[[], T],
     policy: RetryPolicy,
-    log: Callable[[str], None],
-    sleep: Callable[[float], None],
+    reporter: Reporter,
 ) -> T:
     def on_retry(notice: RetryNotice) -> None:
-        log(
+        reporter.log(
             f"Sigstore ({service}): attempt {notice.attempt} failed ({notice.reason}); "
             f"retrying in {notice.delay:.1f}s"
         )
 
     try:
-        return retrying(attempt, policy, on_retry, sleep=sleep)
+        return retrying(attempt, policy, on_retry)
     except GaveUp as gave_up:
         raise SigningFailed(
             f"{service} kept failing: {gave_up.attempts} attempt(s), the last: "
-            f"{gave_up.last.reason}. Sigstore's status: {SIGSTORE_STATUS_PAGE}",
+            f"{md_code(gave_up.last.reason)}. Sigstore's status: {SIGSTORE_STATUS_PAGE}",
             fix=_FIX,
         ) from None
 
@@ -292,7 +291,8 @@ _FIX = (
 
 def _refused(service: Service, why: str) -> SigningFailed:
     return SigningFailed(
-        f"{service} refused to sign: {why}. Sigstore's status: {SIGSTORE_STATUS_PAGE}", fix=_FIX
+        f"{service} refused to sign: {md_code(why)}. Sigstore's status: {SIGSTORE_STATUS_PAGE}",
+        fix=_FIX,
     )
 
 

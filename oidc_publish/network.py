@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from oidc_publish.errors import Diagnostic, IndexUnreachable, Level, UntrustedCertificate
+from oidc_publish.runner import md_code
 
 if TYPE_CHECKING:
     import httpx
@@ -135,7 +136,8 @@ def persist(
 
     def on_retry(notice: RetryNotice) -> None:
         text = (
-            f"Attempt {notice.attempt} failed ({notice.reason}); retrying in {notice.delay:.1f}s."
+            f"Attempt {notice.attempt} failed ({md_code(notice.reason)}); "
+            f"retrying in {notice.delay:.1f}s."
         )
         reporter.log(f"{label}: {text}")
         reporter.add(Diagnostic(Level.NOTICE, f"Retrying {label}", text, file=file))
@@ -144,7 +146,7 @@ def persist(
         return retrying(attempt, policy, on_retry, deadline=deadline)
     except GaveUp as gave_up:
         raise IndexUnreachable(
-            f"{what} failed {gave_up.attempts} time(s); the last: {gave_up.last.reason}.",
+            f"{what} failed {gave_up.attempts} time(s); the last: {md_code(gave_up.last.reason)}.",
             fix=fix,
             file=file,
         ) from None

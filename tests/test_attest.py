@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import pytest
 from oidc_publish.attest import TRUST_CONFIG_VARIABLE, File, sign_all
 from oidc_publish.errors import SigningFailed
 from oidc_publish.network import RetryPolicy, Transient
+from oidc_publish.report import Reporter
+from oidc_publish.runner import RunnerContext
 from tests.localindex import identity
 from tests.localindex.dists import make_wheel
 from tests.localindex.oidc import Issuer, default_publisher
@@ -57,6 +61,21 @@ class Sleeps:
         self.delays.append(seconds)
 
 
+class Collecting(Reporter):
+    """A reporter whose log a test can read."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+        super().__init__(RunnerContext.from_env({}), self.stream)
+
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+
+def quiet() -> Collecting:
+    return Collecting()
+
+
 def wheels(folder: Path, count: int) -> list[File]:
     files = []
     for n in range(count):
@@ -91,7 +110,12 @@ def test_every_file_is_attested_with_one_token_and_one_certificate(
     tokens = Tokens(served)
 
     signed = sign_all(
-        files, identity_token=tokens, environ=environ(local), policy=POLICY, workers=4
+        files,
+        identity_token=tokens,
+        environ=environ(local),
+        policy=POLICY,
+        reporter=quiet(),
+        workers=4,
     )
 
     assert_pypi_accepts(local, files, signed)
@@ -106,16 +130,15 @@ def test_a_rekor_502_and_a_reset_are_retried(
 ) -> None:
     files = wheels(tmp_path, 3)
     local.faults("rekor", Fault.status(502, headers={"Retry-After": "7"}), Fault.reset())
-    sleeps, notices = Sleeps(), list[str]()
+    sleeps, notices = Sleeps(), quiet()
 
     signed = sign_all(
         files,
         identity_token=Tokens(served),
         environ=environ(local),
-        policy=POLICY,
+        policy=replace(POLICY, sleep=sleeps),
+        reporter=notices,
         workers=1,
-        sleep=sleeps,
-        log=notices.append,
     )
 
     assert_pypi_accepts(local, files, signed)
@@ -124,7 +147,7 @@ def test_a_rekor_502_and_a_reset_are_retried(
     assert local.entries == 3
     assert sleeps.delays[0] == 7.0, "Retry-After is honoured"
     assert len(sleeps.delays) == 2
-    assert "Sigstore (Rekor): attempt 1 failed (HTTP 502 Bad Gateway)" in notices[0]
+    assert "Sigstore (Rekor): attempt 1 failed (HTTP 502 Bad Gateway)" in notices.text()
 
 
 def test_fulcio_down_for_good_is_one_error_naming_it(
@@ -138,13 +161,13 @@ def test_fulcio_down_for_good_is_one_error_naming_it(
             wheels(tmp_path, 2),
             identity_token=tokens,
             environ=environ(local),
-            policy=POLICY,
-            sleep=Sleeps(),
+            policy=replace(POLICY, sleep=Sleeps()),
+            reporter=quiet(),
         )
 
     error = failed.value
     assert error.code == "signing-failed"
-    assert error.message.startswith("Fulcio kept failing: 4 attempt(s), the last: HTTP 503")
+    assert error.message.startswith("Fulcio kept failing: 4 attempt(s), the last: `HTTP 503")
     assert "https://status.sigstore.dev" in error.message
     assert "`attestations: false`" in error.fix
     assert local.count("fulcio", 503) == POLICY.attempts
@@ -165,12 +188,12 @@ def test_fulcio_refusing_the_token_is_not_retried(
             wheels(tmp_path, 1),
             identity_token=lambda: stranger.id_token("sigstore", identity.default_claims()),
             environ=environ(local),
-            policy=POLICY,
-            sleep=sleeps,
+            policy=replace(POLICY, sleep=sleeps),
+            reporter=quiet(),
         )
 
     assert failed.value.message.startswith(
-        "Fulcio refused to sign: HTTP 401 Unauthorized: "
+        "Fulcio refused to sign: `HTTP 401 Unauthorized: "
         "There was an error processing the identity token."
     )
     assert sleeps.delays == []
@@ -193,8 +216,8 @@ def test_an_identity_token_failure_is_retried_as_the_callable_says(
         wheels(tmp_path, 1),
         identity_token=flaky,
         environ=environ(local),
-        policy=POLICY,
-        sleep=Sleeps(),
+        policy=replace(POLICY, sleep=Sleeps()),
+        reporter=quiet(),
     )
     assert len(signed) == 1
     assert len(calls) == 2
@@ -219,6 +242,7 @@ def test_a_certificate_running_short_is_renewed_once_for_all_workers(
         identity_token=tokens,
         environ=environ(local),
         policy=POLICY,
+        reporter=quiet(),
         workers=4,
         clock=clock,
         renew_margin=60.0,
@@ -238,7 +262,12 @@ def test_concurrent_entries_never_exceed_the_workers(
     local.rekor_delay = 0.02
 
     signed = sign_all(
-        files, identity_token=Tokens(served), environ=environ(local), policy=POLICY, workers=3
+        files,
+        identity_token=Tokens(served),
+        environ=environ(local),
+        policy=POLICY,
+        reporter=quiet(),
+        workers=3,
     )
 
     assert len(signed) == 18
@@ -255,9 +284,11 @@ def test_an_unreadable_trust_config_is_one_error(
             identity_token=Tokens(served),
             environ={TRUST_CONFIG_VARIABLE: str(missing)},
             policy=POLICY,
+            reporter=quiet(),
         )
     assert str(missing) in failed.value.message
 
 
 def test_nothing_to_sign_imports_nothing() -> None:
-    assert sign_all([], identity_token=lambda: "", environ={}, policy=POLICY) == {}
+    signed = sign_all([], identity_token=lambda: "", environ={}, policy=POLICY, reporter=quiet())
+    assert signed == {}

@@ -228,5 +228,3 @@ def test_an_expired_api_token_is_an_error_not_a_loop(
     [error] = [a for a in result.annotations if a.level == "error"]
     assert error.title == "Upload token expired"
     assert index.count("upload") == 1
-
-
