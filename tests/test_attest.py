@@ -194,7 +194,7 @@ def test_fulcio_refusing_the_token_is_not_retried(
 
     assert failed.value.message.startswith(
         "Fulcio refused to sign: `HTTP 401 Unauthorized: "
-        "There was an error processing the identity token."
+        "There was an error processing the identity token`."
     )
     assert sleeps.delays == []
     assert local.count("fulcio") == 1
