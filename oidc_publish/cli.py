@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from oidc_publish.errors import RUN_DEADLINE_MINUTES, ActionError, InternalError, RunTimedOut
 from oidc_publish.report import Publication, Reporter
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
-    from oidc_publish.network import RetryPolicy
+    from oidc_publish.network import Pending, RetryPolicy
     from oidc_publish.simple_api import ProjectPage
 
 
@@ -86,7 +86,7 @@ def publish(
     publication: Publication,
     world: World,
 ) -> None:
-    from oidc_publish.credentials import check_context
+    from oidc_publish.credentials import check_context, github_identity_token
     from oidc_publish.dists import locate
     from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
@@ -112,6 +112,7 @@ def publish(
         check_tag(context.ref, *named, debug=reporter.debug)
 
     policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic)
+    identity = world.identity or github_identity_token(reporter)
     http = client(reporter.debug, environ)
     try:
         holdings = IndexClient(index, http, policy, reporter)
@@ -126,9 +127,21 @@ def publish(
             http=http,
             policy=policy,
             project=named[0] if named else None,
+            identity=identity,
             world=world,
         )
         dists = _read(inputs, context, index, paths, reporter)
+        signing = _start_signing(
+            inputs,
+            environ,
+            index,
+            dists,
+            reporter=reporter,
+            publication=publication,
+            identity=identity,
+            policy=policy,
+            world=world,
+        )
         first = dists[0]
         publication.release = Release(
             first.name,
@@ -142,6 +155,7 @@ def publish(
         if inputs.dry_run:
             publication.results = reconciler.rehearse(dists)
             return
+        attestations = signing.result() if signing else {}
         uploader = Uploader(
             index=index,
             credential=credential,
@@ -151,7 +165,7 @@ def publish(
             ca_file=ca_bundle(environ),
         )
         with reporter.group(f"Uploading {len(dists)} file(s) to {index.upload_url}"):
-            results = uploader.upload_all(dists)
+            results = uploader.upload_all(dists, attestations)
         publication.results = reconciler.with_urls(results)
         if inputs.wait_until_installable:
             _wait_until_installable(holdings, publication, reporter, world)
@@ -182,6 +196,102 @@ def _read(
                 reporter.log(f"  sha256:      {dist.sha256}")
                 reporter.log(f"  blake2b-256: {dist.blake2_256}")
     return dists
+
+
+def _start_signing(
+    inputs: Inputs,
+    environ: Mapping[str, str],
+    index: Index,
+    dists: list[Distribution],
+    *,
+    reporter: Reporter,
+    publication: Publication,
+    identity: IdentityTokens,
+    policy: RetryPolicy,
+    world: World,
+) -> Pending[dict[str, dict[str, Any]]] | None:
+    """Starts signing every file, when attestations are asked for and possible.
+
+    The caller collects the attestations before the first upload, so a Sigstore outage
+    leaves nothing half-published.
+    """
+    from oidc_publish.attest import TRUST_CONFIG_VARIABLE
+    from oidc_publish.diagnosis import attestations_skipped
+    from oidc_publish.network import Pending
+
+    if not inputs.attestations:
+        return None
+    why_not = None
+    if not inputs.trusted_publishing:
+        why_not = "PyPI accepts attestations only with trusted publishing, not an API token"
+    elif not (index.is_pypi or index.is_testpypi or environ.get(TRUST_CONFIG_VARIABLE)):
+        why_not = f"{index.display_name} is not PyPI or TestPyPI, which verify them"
+    if inputs.dry_run:
+        publication.attestations = (
+            f"Dry run: no attestations would be made: {why_not}."
+            if why_not
+            else "Dry run: every file would carry a PEP 740 attestation; nothing was signed."
+        )
+        return None
+    if why_not:
+        reporter.add(attestations_skipped(why_not))
+        publication.attestations = f"No attestations: {why_not}."
+        return None
+    return Pending(
+        lambda: _sign(
+            dists,
+            environ=environ,
+            reporter=reporter,
+            publication=publication,
+            identity=identity,
+            policy=policy,
+            world=world,
+        ),
+        "signing",
+    )
+
+
+def _sign(
+    dists: list[Distribution],
+    *,
+    environ: Mapping[str, str],
+    reporter: Reporter,
+    publication: Publication,
+    identity: IdentityTokens,
+    policy: RetryPolicy,
+    world: World,
+) -> dict[str, dict[str, Any]]:
+    from oidc_publish.attest import AUDIENCE, sign_all
+    from oidc_publish.claims import Claims
+    from oidc_publish.diagnosis import reusable_workflow_attestations
+
+    first = identity(AUDIENCE)
+    claims = Claims.from_jwt(first)
+    if claims is not None and claims.is_reusable_workflow:
+        reporter.add(reusable_workflow_attestations(claims))
+        publication.attestations = "No attestations: this job runs in a reusable workflow."
+        return {}
+    unused = [first]
+
+    def token() -> str:
+        return unused.pop() if unused else identity(AUDIENCE)
+
+    reporter.log(f"Signing {len(dists)} file(s) with Sigstore")
+    started = world.monotonic()
+    signed = sign_all(
+        dists,
+        identity_token=token,
+        environ=environ,
+        policy=policy,
+        reporter=reporter,
+        clock=world.wall,
+    )
+    reporter.log(f"Signed {len(signed)} attestation(s) in {world.monotonic() - started:.1f}s")
+    publication.attestations = (
+        "Every file carries a PEP 740 attestation, signed with Sigstore, that the index "
+        "verifies against the trusted publisher."
+    )
+    return signed
 
 
 def _obey_index_rules(
@@ -240,6 +350,7 @@ def _start_exchange(
     http: httpx.Client,
     policy: RetryPolicy,
     project: str | None,
+    identity: IdentityTokens,
     world: World,
 ) -> Callable[[], Credential]:
     """Starts getting the credential; the returned call waits for it."""
@@ -259,7 +370,7 @@ def _start_exchange(
         policy=policy,
         reporter=reporter,
         project=project,
-        identity=world.identity,
+        identity=identity,
         clock=world.wall,
     )
     reporter.log(f"Exchanging this job's identity token for an upload token at {index.host}")

@@ -251,3 +251,29 @@ def password_notice(context: RunnerContext, index: Index, project: str) -> Diagn
         fix=f"Add a trusted publisher at {link} , give the job `permissions: id-token: write`, "
         "and remove `password`.",
     )
+
+
+def attestations_skipped(why: str) -> Diagnostic:
+    """One notice when `attestations: true` cannot be honoured; the upload goes on."""
+    return Diagnostic(
+        Level.NOTICE,
+        "No attestations for this upload",
+        f"The files are uploaded without PEP 740 attestations: {why}.",
+        fix="Publish to PyPI or TestPyPI through trusted publishing to attest the files, or set "
+        "`attestations: false` to silence this notice.",
+    )
+
+
+def reusable_workflow_attestations(claims: Claims) -> Diagnostic:
+    """PyPI checks an attestation's Build Config URI, which names the calling workflow,
+    against the publisher, which names the reusable one: it would refuse the upload."""
+    return Diagnostic(
+        Level.WARNING,
+        "Published without attestations from a reusable workflow",
+        f"This job runs in the reusable workflow {md_code(claims.job_workflow_ref)}, called "
+        f"from {md_code(claims.workflow_ref)}. An attestation names the calling workflow, the "
+        "trusted publisher the reusable one, so PyPI would refuse the files; they are uploaded "
+        "without attestations.",
+        fix="Publish from a job in the calling workflow itself to attest the files, or set "
+        f"`attestations: false` to silence this warning. See {PYPI_REUSABLE_WORKFLOWS}",
+    )

@@ -171,6 +171,13 @@ class Index:
         b = blake2_256
         return f"{files}/{b[:2]}/{b[2:4]}/{b[4:]}/{quote(filename)}"
 
+    def provenance_url(self, name: str, version: str, filename: str) -> str | None:
+        """PyPI's Integrity API answer for a file: its PEP 740 provenance."""
+        web = self.web
+        if not web:
+            return None
+        return f"{web}/integrity/{quote(name)}/{quote(version)}/{quote(filename)}/provenance"
+
     def release_url(self, name: str, version: str) -> str | None:
         web = self.web
         return f"{web}/project/{quote(name)}/{quote(version)}/" if web else None

@@ -54,7 +54,7 @@ class Inputs(BaseModel):
     skip_existing: Flag = Field(False, alias="skip-existing")
     verbose: Flag = False
     print_hash: Flag = Field(True, alias="print-hash")
-    attestations: Flag = False
+    attestations: Flag = True
     dry_run: Flag = Field(False, alias="dry-run")
     verify_tag: Flag = Field(True, alias="verify-tag")
     wait_until_installable: Flag = Field(False, alias="wait-until-installable")

@@ -29,3 +29,5 @@ class FileResult:
     outcome: Outcome
     url: str = ""
     attested: bool = False
+    provenance: str = ""
+    """Where the index shows the file's attestation (PyPI's Integrity API), when known."""

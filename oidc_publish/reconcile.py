@@ -77,7 +77,7 @@ class Reconciler:
         for name in {project(r.dist) for r in results if r.outcome.on_index}:
             listed.update(self._index.project_files(name) or {})
         filled = []
-        for result in results:
+        for result in known:
             entry = listed.get(result.dist.filename) if result.outcome.on_index else None
             if entry and entry.sha256 and entry.sha256 != result.dist.sha256:
                 self._reporter.add(
@@ -92,7 +92,7 @@ class Reconciler:
                         file=result.dist.display,
                     )
                 )
-            filled.append(replace(result, url=entry.url) if entry else result)
+            filled.append(replace(result, url=entry.url or result.url) if entry else result)
         return filled
 
     def _judge(

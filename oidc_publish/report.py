@@ -165,7 +165,11 @@ def render_summary(
         lines += ["| File | Size | SHA-256 | Attested | Result |", "|---|---|---|---|---|"]
         for r in publication.results:
             name = md_link(r.dist.filename, r.url)
-            attested = "✅" if r.attested else "—"
+            attested = (
+                (f"[✅]({r.provenance})" if r.provenance.startswith("https://") else "✅")
+                if r.attested
+                else "—"
+            )
             lines.append(
                 f"| {name} | {_size(r.dist.size)} | `{r.dist.sha256}` | {attested} | {r.outcome} |"
             )

@@ -140,7 +140,7 @@ def test_nested_download_artifact_folder_is_followed_with_a_notice(
 
     assert result.returncode == 0, result.stdout
     assert set(index.files()) == {wheel.name}
-    [notice] = [a for a in result.annotations if a.level == "notice"]
+    [notice] = [a for a in result.annotations if a.title == "Distributions found one folder down"]
     assert "dist/dist" in notice.message
 
 
@@ -152,7 +152,7 @@ def test_ignored_files_are_one_notice(index: LocalIndex, workspace: Path, run: R
     result = run()
 
     assert result.returncode == 0, result.stdout
-    notices = [a for a in result.annotations if a.level == "notice"]
+    notices = [a for a in result.annotations if a.title and "left out" in a.title]
     assert len(notices) == 1
     assert "`checksums.txt`" in notices[0].message
 

@@ -149,7 +149,7 @@ def test_verbose_logs_every_request_and_hides_them_otherwise(
     assert f"\n{upload}" not in quiet.stdout
 
 
-def test_attestations_true_is_accepted_with_one_warning(
+def test_attestations_on_an_index_that_does_not_verify_them_are_one_notice(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
     wheel, sdist = make_release(workspace)
@@ -158,9 +158,9 @@ def test_attestations_true_is_accepted_with_one_warning(
 
     assert result.returncode == 0, result.stdout
     assert set(index.files()) == {wheel.name, sdist.name}
-    [warning] = [a for a in result.annotations if a.level == "warning"]
-    assert warning.title == "Attestations are not generated yet"
-    assert "without attestations" in warning.message
+    [notice] = [a for a in result.annotations if a.title == "No attestations for this upload"]
+    assert "127.0.0.1 is not PyPI or TestPyPI" in notice.message
+    assert "Sigstore" not in result.stdout
 
 
 def test_old_input_spellings_still_work(index: LocalIndex, workspace: Path, run: Run) -> None:

@@ -34,7 +34,7 @@ def test_a_503_is_retried(index: LocalIndex, workspace: Path, run: Run) -> None:
     assert result.returncode == 0, result.stdout
     assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
     assert index.count("upload", 503) == 1
-    [notice] = [a for a in result.annotations if a.level == "notice"]
+    [notice] = [a for a in result.annotations if a.title and a.title.startswith("Retrying")]
     assert notice.title == f"Retrying {wheel.name}"
     assert "HTTP 503" in notice.message
 
