@@ -69,7 +69,14 @@ class Reconciler:
         """
         urls = self._index.index
         known = [
-            replace(r, url=urls.file_url(r.dist.filename, r.dist.blake2_256) or "") for r in results
+            replace(
+                r,
+                url=urls.file_url(r.dist.filename, r.dist.blake2_256) or "",
+                provenance=urls.provenance_url(r.dist.name, r.dist.version, r.dist.filename) or ""
+                if r.attested
+                else "",
+            )
+            for r in results
         ]
         if all(r.url or not r.outcome.on_index for r in known):
             return known

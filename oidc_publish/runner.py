@@ -91,13 +91,6 @@ class RunnerContext:
     def workflow_filename(self) -> str:
         return workflow_filename(self.workflow_ref)
 
-    def display_path(self, path: Path) -> str:
-        """A path as the user wrote it: relative to the workspace when inside it."""
-        try:
-            return str(path.resolve().relative_to(self.workspace.resolve()))
-        except ValueError:
-            return str(path)
-
 
 def _event(path: Path | None) -> Mapping[str, Any]:
     if path is None:

@@ -19,7 +19,6 @@ JSON_ONLY = "application/vnd.pypi.simple.v1+json"
 ACTIVE = "active"
 ARCHIVED = "archived"
 QUARANTINED = "quarantined"
-DEPRECATED = "deprecated"
 
 
 @dataclass(frozen=True)
