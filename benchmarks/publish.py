@@ -5,8 +5,9 @@
                                  [--action-python PATH] [--baseline-python PATH | --python PATH]
 
 The action side measures what a release job pays inside the image: the lock alone,
-installed by the Dockerfile's own pip line, byte-compiled once the way the image build
-compiles it, and run with the image's PYTHONDONTWRITEBYTECODE=1. The baseline side measures
+installed by the Dockerfile's own pip line, in a Python without pip as the image's is,
+byte-compiled once the way the image build compiles it, and run with the image's
+PYTHONDONTWRITEBYTECODE=1. The baseline side measures
 what a maintainer pays for `pip install twine` then `twine upload`: twine at the version
 the lock pins, with whatever dependencies pip resolves for it (keyring included), compiled
 by pip at install time. Each tool thus runs with its own package set and its usual bytecode,
@@ -32,13 +33,17 @@ Tools:
 How the two sides are built, under `<repo>/.bench/` (kept between invocations), with the
 running interpreter's `venv` module:
 
-- `.bench/app/`: what the Dockerfile COPYs into /app (the lock, entrypoint.py and
-  oidc_publish/, caches left out as .dockerignore leaves them out), copied afresh from
-  the working tree on every invocation and compiled with the Dockerfile's compileall
-  options; the action runs from here with the Dockerfile's ENV, less its PIP_* variables.
-- `.bench/action/`: the Dockerfile's `pip install` line as written, run by the venv's pip
-  under the Dockerfile's ENV, then its compileall options over the venv's site-packages
-  (the image's site-packages lie inside the standard library directory it compiles).
+- `.bench/app/`: what the image's stage COPYs into /app from the build context (the lock,
+  entrypoint.py and oidc_publish/, caches left out as .dockerignore leaves them out),
+  copied afresh from the working tree on every invocation and compiled with the
+  Dockerfile's compileall options; the action runs from here with the image's ENV.
+- `.bench/install/`: the build stage's `pip install` line as written (its absolute paths
+  under .bench/, so its prefix is here), run by the running interpreter's pip under the
+  build stage's ENV.
+- `.bench/action/`: a venv without pip, as the image's Python has none, holding what the
+  image's COPY --from takes from that prefix (its site-packages); the Dockerfile's check
+  that pip, setuptools and wheel are gone runs in it, then its compileall options over
+  its site-packages (the image's lie inside the standard library directory it compiles).
 - `.bench/twine/`: `pip install twine==<lock's version>`, nothing else.
 
 Either venv is rebuilt when requirements.txt (for the action, also the Dockerfile) is
@@ -101,15 +106,15 @@ import subprocess
 import sys
 import tempfile
 import venv
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from tests.dockerfile import stages
 from tests.localindex.dists import make_sdist, make_wheel, sha256
 from tests.localindex.runner import run_action
 from tests.localindex.server import LocalIndex
-from tests.logical_lines import instructions
 
 PROJECT = "sample-project"
 VERSION = "1.0.0"
@@ -224,10 +229,18 @@ class Image:
     """What the Dockerfile does that the benchmark reproduces, as the Dockerfile says it."""
 
     env: dict[str, str]
+    """The image's ENV."""
+    install_env: dict[str, str]
+    """The build stage's ENV, which its pip install runs under."""
     copies: list[tuple[str, str]]
-    """(source in the repository, destination in the image as written) per COPY source."""
+    """(source in the repository, destination in the image as written) per COPY source
+    the image's stage takes from the build context."""
     install: list[str]
-    """The pip install RUN's argv, from "pip"."""
+    """The build stage's pip install RUN, as argv from "pip"."""
+    packages: tuple[str, str]
+    """(source in the build stage, destination in the image) of the COPY --from."""
+    check: list[str]
+    """The image's check that no installer is left, as argv from "python"."""
     compile_options: list[str]
     """The compileall RUN's options, its paths left out."""
     compile_paths: list[PurePosixPath]
@@ -385,54 +398,62 @@ def _prepare(action_python: str | None, baseline_python: str | None) -> Sides:
         action_python=action_python,
         baseline_python=baseline_python,
         entrypoint=image.local(image.entrypoint),
-        # PIP_* steer only pip, which the action never starts, and no tool under test may
-        # see any; the rest (PYTHONDONTWRITEBYTECODE above all) is how the image runs it.
+        # The image's ENV (PYTHONDONTWRITEBYTECODE above all) is how the image runs it; it
+        # sets no PIP_*, and no tool under test may see any.
         action_env={k: v for k, v in image.env.items() if not k.startswith("PIP_")},
     )
 
 
 def _image() -> Image:
     """The Dockerfile, read the way tests/test_supply_chain.py reads it."""
-    env: dict[str, str] = {}
-    copies: list[tuple[str, str]] = []
-    install: list[str] = []
+    try:
+        build, final = stages(DOCKERFILE.read_text(encoding="utf-8"))
+        build_commands, final_commands = build.commands(), final.commands()
+    except ValueError as error:
+        raise BuildFailed(f"the Dockerfile is not a build stage and an image: {error}") from error
+    if len(build_commands) != 1 or build_commands[0][:2] != ["pip", "install"]:
+        raise BuildFailed(f"the build stage runs {build_commands!r}, not one pip install")
+    taken = [copy for copy in final.copies() if copy.stage is not None]
+    if len(taken) != 1 or taken[0].stage != build.name or len(taken[0].sources) != 1:
+        raise BuildFailed("the image does not take one folder from the build stage")
+    check: list[str] = []
     compile_argv: list[str] = []
-    entrypoint: list[str] = []
-    for keyword, arguments in _dockerfile():
-        if keyword == "ENV":
-            env |= dict(pair.split("=", 1) for pair in shlex.split(arguments))
-        elif keyword == "COPY":
-            *sources, destination = shlex.split(arguments)
-            copies += [(source, destination) for source in sources]
-        elif keyword == "RUN":
-            argv = shlex.split(arguments)
-            if argv[:2] == ["pip", "install"]:
-                install = argv
-            elif argv[:3] == COMPILEALL:
-                compile_argv = argv[3:]
-            else:
-                # A build step the benchmark does not reproduce would make the action side
-                # something the image is not: better no numbers than wrong ones.
-                raise BuildFailed(f"the Dockerfile runs {arguments!r}, unknown to the benchmark")
-        elif keyword == "ENTRYPOINT":
-            entrypoint = json.loads(arguments)
-    if not install or not compile_argv or entrypoint[:1] != ["python"] or len(entrypoint) != 2:
+    for argv in final_commands:
+        if argv[:2] == ["rm", "-rf"]:
+            # It removes pip from the base image; the action venv is made without it.
+            continue
+        if argv[:2] == ["python", "-c"]:
+            check = argv
+        elif argv[:3] == COMPILEALL:
+            compile_argv = argv[3:]
+        else:
+            # A build step the benchmark does not reproduce would make the action side
+            # something the image is not: better no numbers than wrong ones.
+            raise BuildFailed(f"the Dockerfile runs {shlex.join(argv)!r}, unknown to the benchmark")
+    entrypoint: list[str] = [
+        arg for instruction in final.only("ENTRYPOINT") for arg in json.loads(instruction.arguments)
+    ]
+    if not check or not compile_argv or entrypoint[:1] != ["python"] or len(entrypoint) != 2:
         raise BuildFailed(
-            "the Dockerfile lacks a pip install RUN, a compileall RUN or a "
+            "the image's stage lacks a `python -c` check RUN, a compileall RUN or a "
             '["python", SCRIPT] ENTRYPOINT'
         )
     return Image(
-        env=env,
-        copies=copies,
-        install=install,
+        env=final.env(),
+        install_env=build.env(),
+        copies=[
+            (source, copy.destination)
+            for copy in final.copies()
+            if copy.stage is None
+            for source in copy.sources
+        ],
+        install=build_commands[0],
+        packages=(taken[0].sources[0], taken[0].destination),
+        check=check,
         compile_options=[arg for arg in compile_argv if not arg.startswith("/")],
         compile_paths=[PurePosixPath(arg) for arg in compile_argv if arg.startswith("/")],
         entrypoint=PurePosixPath(entrypoint[1]),
     )
-
-
-def _dockerfile() -> Iterator[tuple[str, str]]:
-    return instructions(DOCKERFILE.read_text(encoding="utf-8"))
 
 
 def _copy_app(image: Image) -> None:
@@ -466,22 +487,36 @@ def _compile_app(image: Image, python: str) -> None:
 
 
 def _build_action_venv(image: Image, target: Path) -> None:
-    python = _create_venv(target)
-    arguments = [str(image.local(a)) if a.startswith("/") else a for a in image.install[1:]]
-    print(f"building {_shown(target)}: the Dockerfile's pip {shlex.join(arguments)}")
-    # The Dockerfile's ENV applies to its RUN lines, over what reaching the registry needs.
-    _run_build([str(python), "-m", "pip", *arguments], env=_install_env() | image.env)
+    # The build stage: its pip line with its absolute paths under .bench/ (the prefix too),
+    # run by the pip of the interpreter that makes the venv, so the two agree on lib/pythonX.Y.
+    prefix = BENCH / "install"
+    shutil.rmtree(prefix, ignore_errors=True)
+    arguments = [_local_argument(image, arg) for arg in image.install[1:]]
+    print(f"building {_shown(prefix)}: the Dockerfile's pip {shlex.join(arguments)}")
+    _run_build([sys.executable, "-m", "pip", *arguments], env=_install_env() | image.install_env)
+    # The image: a Python without pip, given what its COPY --from takes.
+    python = _create_venv(target, with_pip=False)
+    here = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    source, destination = image.packages
+    site_packages = _run_build(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    ).strip()
+    if PurePosixPath(destination).parts[-1:] != ("site-packages",):
+        raise BuildFailed(f"the image's COPY --from goes to {destination}, not a site-packages")
+    # This interpreter's version stands for the image's in the lib/pythonX.Y of the source.
+    taken = image.local(re.sub(r"/python3\.\d+/", f"/{here}/", source))
+    shutil.copytree(taken, site_packages, dirs_exist_ok=True)
+    _run_build([str(python), *image.check[1:]], env=os.environ | image.env)
     # The image compiles its whole Python library, site-packages included; here that is
     # the venv's site-packages, this interpreter's standard library being used as it is.
-    site_packages = _run_build(
-        [
-            str(python),
-            "-c",
-            "import sysconfig; print(*{sysconfig.get_path(p) for p in ('purelib', 'platlib')})",
-        ]
-    ).split()
-    _run_build([str(python), "-m", "compileall", *image.compile_options, *site_packages])
+    _run_build([str(python), "-m", "compileall", *image.compile_options, site_packages])
     _mark(target)
+
+
+def _local_argument(image: Image, argument: str) -> str:
+    """`argument` with the absolute image path it names (`/x`, `--option=/x`) under .bench/."""
+    name, equals, value = argument.rpartition("=")
+    return f"{name}{equals}{image.local(value)}" if value.startswith("/") else argument
 
 
 def _build_twine_venv(target: Path) -> None:
@@ -493,10 +528,10 @@ def _build_twine_venv(target: Path) -> None:
     _mark(target)
 
 
-def _create_venv(target: Path) -> Path:
+def _create_venv(target: Path, *, with_pip: bool = True) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     # symlinks as `python -m venv` makes them on POSIX; ensurepip ignores pip's config.
-    venv.EnvBuilder(with_pip=True, symlinks=True).create(target)
+    venv.EnvBuilder(with_pip=with_pip, symlinks=True).create(target)
     return target / "bin" / "python"
 
 
