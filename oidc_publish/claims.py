@@ -23,7 +23,6 @@ class Claims(BaseModel):
     workflow_ref: str = ""
     job_workflow_ref: str = ""
     ref: str = ""
-    sha: str = ""
     event_name: str = ""
     environment: str | None = None
 
@@ -33,7 +32,7 @@ class Claims(BaseModel):
             payload = token.split(".")[1]
             data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
             return cls.model_validate(data)
-        except (IndexError, ValueError, ValidationError):
+        except (IndexError, ValueError, RecursionError, ValidationError):
             return None
 
     @property

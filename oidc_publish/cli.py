@@ -1,199 +1,320 @@
 """The order of the steps, and the one place that catches errors and picks the exit code.
 
 inputs and runner context -> checks that need no network -> distributions -> credential ->
-upload (or rehearsal) -> report. Heavy libraries are imported by the step that needs them,
-so a run that fails early fails fast.
+upload (or rehearsal) -> report. The network waits overlap the local work: the token
+exchange runs while the distributions are read, hashed and checked, and a failure the user
+could have caused locally is still reported first. Heavy libraries are imported by the step
+that needs them, so a run that fails early fails fast.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from oidc_publish.errors import ActionError, Diagnostic, InternalError, Level
-from oidc_publish.runner import RunnerContext, WorkflowCommands
+from oidc_publish.errors import RUN_DEADLINE_MINUTES, ActionError, InternalError, RunTimedOut
+from oidc_publish.report import Publication, Reporter
+from oidc_publish.runner import RunnerContext
 
 if TYPE_CHECKING:
     import httpx
 
-    from oidc_publish.credentials import Credential
+    from oidc_publish.credentials import Credential, IdentityTokens
+    from oidc_publish.dists import Distribution
+    from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
     from oidc_publish.network import RetryPolicy
-    from oidc_publish.report import Report
-    from oidc_publish.simple_api import IndexedFile
+    from oidc_publish.simple_api import ProjectPage
 
 
-def main(environ: Mapping[str, str] | None = None, stdout: TextIO | None = None) -> int:
-    from oidc_publish.report import Report
+@dataclass(frozen=True)
+class World:
+    """What a run reads besides its environment; tests pass their own."""
 
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    identity: IdentityTokens | None = None
+    """GitHub's identity tokens; None asks GitHub through `id`."""
+    run_deadline: float | None = RUN_DEADLINE_MINUTES * 60.0
+    """Seconds the whole run may take; enforced with SIGALRM, so only in the main thread."""
+
+
+def main(
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    world: World | None = None,
+) -> int:
     environ = os.environ if environ is None else environ
+    world = world or World()
     context = RunnerContext.from_env(environ)
-    console = WorkflowCommands(stdout or sys.stdout)
-    report = Report(context, console)
+    reporter = Reporter(context, stdout or sys.stdout)
+    publication = Publication()
     try:
-        publish(environ, context, console, report)
+        with _deadline(world.run_deadline):
+            publish(environ, context, reporter, publication, world)
     except ActionError as error:
-        return report.finish(error)
+        if error.results:
+            publication.results = error.results
+        return reporter.finish(publication, error)
     except Exception:
         import traceback
 
-        console.log(traceback.format_exc())
-        return report.finish(
-            InternalError(
-                "The action failed unexpectedly; the traceback is in the log above.",
-                fix="Re-run the job; if it fails again, report it with the log attached.",
-            )
+        reporter.log(traceback.format_exc())
+        internal = InternalError(
+            "The action failed unexpectedly; the traceback is in the log above.",
+            fix="Re-run the job; if it fails again, report it with the log attached.",
         )
-    return report.finish(None)
+        return reporter.finish(publication, internal)
+    return reporter.finish(publication, None)
 
 
 def publish(
-    environ: Mapping[str, str], context: RunnerContext, console: WorkflowCommands, report: Report
+    environ: Mapping[str, str],
+    context: RunnerContext,
+    reporter: Reporter,
+    publication: Publication,
+    world: World,
 ) -> None:
     from oidc_publish.credentials import check_context
-    from oidc_publish.dists import load, locate
+    from oidc_publish.dists import locate
+    from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
-    from oidc_publish.network import RetryPolicy
+    from oidc_publish.network import Pending, RetryPolicy, ca_bundle, client
+    from oidc_publish.reconcile import Reconciler
+    from oidc_publish.release_rules import check_tag
     from oidc_publish.report import Release
     from oidc_publish.upload import Uploader
 
     inputs = Inputs.from_env(environ)
     if inputs.password is not None:
-        console.mask(inputs.password.get_secret_value())
-    console.verbose = inputs.verbose
-    report.dry_run = inputs.dry_run
+        reporter.mask(inputs.password.get_secret_value())
+    reporter.verbose = inputs.verbose
+    publication.dry_run = inputs.dry_run
     index = Index(inputs.repository_url)
-    if inputs.attestations:
-        report.add(
-            Diagnostic(
-                Level.WARNING,
-                "Attestations are not generated yet",
-                "`attestations: true` was given, but this version uploads without attestations.",
-                fix="Remove `attestations` or set it to `false` to silence this warning.",
-            )
-        )
     if inputs.trusted_publishing:
         check_context(context, index)
+    folder = context.workspace / inputs.packages_dir
+    paths = locate(folder, context.workspace, reporter)
+    named = _release_from_filenames(paths)
+    if inputs.verify_tag and named:
+        check_tag(context.ref, *named, debug=reporter.debug)
 
-    console.group("Checking distributions")
+    policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic)
+    http = client(reporter.debug, environ)
     try:
-        paths = locate(context.workspace / inputs.packages_dir, context.display_path, report.add)
-        dists = load(
-            paths,
-            verify_metadata=inputs.verify_metadata,
-            pypi_rules=index.is_pypi or index.is_testpypi,
-            display=context.display_path,
-            notify=report.add,
-        )
-        for dist in dists:
-            console.log(f"{dist.display} ({dist.name} {dist.version}, {dist.size} bytes)")
-            if inputs.print_hash:
-                console.log(f"  sha256:      {dist.sha256}")
-                console.log(f"  blake2b-256: {dist.blake2_256}")
-    finally:
-        console.endgroup()
-    first = dists[0]
-    report.release = Release(
-        first.name, first.version, index.display_name, index.release_url(first.name, first.version)
-    )
-
-    policy = RetryPolicy()
-    http = _LazyClient(console.debug)
-    try:
-        credential = _credential(
+        holdings = IndexClient(index, http, policy, reporter)
+        # The network waits while the files are read and checked: the index's page (for
+        # its rules) and the token exchange.
+        page = Pending(lambda: holdings.project_page(named[0]) if named else None, "index page")
+        exchange = _start_exchange(
             inputs,
-            context,
-            console,
-            report,
+            context=context,
+            reporter=reporter,
             index=index,
             http=http,
             policy=policy,
-            project=first.name,
+            project=named[0] if named else None,
+            world=world,
         )
+        dists = _read(inputs, context, index, paths, reporter)
+        first = dists[0]
+        publication.release = Release(
+            first.name,
+            first.version,
+            index.display_name,
+            index.release_url(first.name, first.version),
+        )
+        _obey_index_rules(page.result(), dists, index, reporter, world)
+        credential = exchange()
+        reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
+        if inputs.dry_run:
+            publication.results = reconciler.rehearse(dists)
+            return
         uploader = Uploader(
             index=index,
             credential=credential,
             policy=policy,
-            skip_existing=inputs.skip_existing,
-            lookup=lambda project: _lookup(http, index, project, policy),
-            log=console.log,
-            debug=console.debug,
-            notify=report.add,
+            reporter=reporter,
+            on_exists=reconciler.name_taken,
+            ca_file=ca_bundle(environ),
         )
-        if inputs.dry_run:
-            report.results, error = uploader.rehearse(dists)
-        else:
-            console.group(f"Uploading {len(dists)} file(s) to {index.upload_url}")
-            try:
-                results, error = uploader.upload_all(dists)
-            finally:
-                console.endgroup()
-            report.results = uploader.with_urls(results)
-        if error:
-            raise error
+        with reporter.group(f"Uploading {len(dists)} file(s) to {index.upload_url}"):
+            results = uploader.upload_all(dists)
+        publication.results = reconciler.with_urls(results)
+        if inputs.wait_until_installable:
+            _wait_until_installable(holdings, publication, reporter, world)
     finally:
         http.close()
 
 
-def _credential(
+def _read(
     inputs: Inputs,
     context: RunnerContext,
-    console: WorkflowCommands,
-    report: Report,
-    *,
     index: Index,
-    http: _LazyClient,
+    paths: list[Path],
+    reporter: Reporter,
+) -> list[Distribution]:
+    from oidc_publish.dists import load
+
+    with reporter.group("Checking distributions"):
+        dists = load(
+            paths,
+            workspace=context.workspace,
+            verify_metadata=inputs.verify_metadata,
+            pypi_rules=index.is_pypi or index.is_testpypi,
+            reporter=reporter,
+        )
+        for dist in dists:
+            reporter.log(f"{dist.display} ({dist.name} {dist.version}, {dist.size} bytes)")
+            if inputs.print_hash:
+                reporter.log(f"  sha256:      {dist.sha256}")
+                reporter.log(f"  blake2b-256: {dist.blake2_256}")
+    return dists
+
+
+def _obey_index_rules(
+    page: ProjectPage | None,
+    dists: list[Distribution],
+    index: Index,
+    reporter: Reporter,
+    world: World,
+) -> None:
+    """What the index would refuse, found before the first upload; every finding reported."""
+    from oidc_publish.release_rules import check_index_rules
+
+    first = dists[0]
+    refusals = check_index_rules(
+        page,
+        {d.filename: d.sha256 for d in dists},
+        datetime.fromtimestamp(world.wall(), UTC),
+        project=first.name,
+        version=first.version,
+        index=index,
+    )
+    if refusals:
+        for other in refusals[1:]:
+            for diagnostic in other.diagnostics():
+                reporter.add(diagnostic)
+        raise refusals[0]
+
+
+def _wait_until_installable(
+    holdings: IndexClient, publication: Publication, reporter: Reporter, world: World
+) -> None:
+    from oidc_publish.installable import DEFAULT_DEADLINE, wait_until_installable
+
+    on_index = {r.dist.filename: r.dist.sha256 for r in publication.results if r.outcome.on_index}
+    project = publication.results[0].dist.name
+    with reporter.group("Waiting until the index lists every file"):
+        waited = wait_until_installable(
+            lambda: holdings.fresh_files(project),
+            on_index,
+            clock=world.monotonic,
+            sleep=world.sleep,
+        )
+    publication.waited_for_index = True
+    publication.installable_after = waited.seconds
+    warning = waited.warning(DEFAULT_DEADLINE, holdings.index.display_name)
+    if warning:
+        reporter.add(warning)
+
+
+def _start_exchange(
+    inputs: Inputs,
+    *,
+    context: RunnerContext,
+    reporter: Reporter,
+    index: Index,
+    http: httpx.Client,
     policy: RetryPolicy,
-    project: str,
-) -> Credential:
-    from oidc_publish.credentials import ApiToken, TrustedPublishing, password_notice
+    project: str | None,
+    world: World,
+) -> Callable[[], Credential]:
+    """Starts getting the credential; the returned call waits for it."""
+    from oidc_publish.credentials import ApiToken, TrustedPublishing
+    from oidc_publish.diagnosis import password_notice
+    from oidc_publish.network import Pending
 
     if inputs.password is not None:
-        notice = password_notice(context, index, project)
+        notice = password_notice(context, index, project) if project else None
         if notice:
-            report.add(notice)
-        return ApiToken(inputs.user, inputs.password.get_secret_value())
+            reporter.add(notice)
+        token = ApiToken(inputs.user, inputs.password.get_secret_value())
+        return lambda: token
     publishing = TrustedPublishing(
         index=index,
-        http=http.get(),
+        http=http,
         policy=policy,
-        console=console,
-        report=report.add,
+        reporter=reporter,
         project=project,
+        identity=world.identity,
+        clock=world.wall,
     )
-    console.log(f"Exchanging this job's identity token for an upload token at {index.host}")
-    # Minted now, before any upload, so a misconfigured publisher fails here, dry run or not.
-    publishing.token()
-    console.log("Got an upload token through trusted publishing.")
-    return publishing
+    reporter.log(f"Exchanging this job's identity token for an upload token at {index.host}")
+    # Minted before any upload, so a misconfigured publisher fails here, dry run or not.
+    pending = Pending(publishing.token, "token exchange")
+
+    def collect() -> Credential:
+        pending.result()
+        reporter.log("Got an upload token through trusted publishing.")
+        return publishing
+
+    return collect
 
 
-def _lookup(
-    http: _LazyClient, index: Index, project: str, policy: RetryPolicy
-) -> dict[str, IndexedFile] | None:
-    from oidc_publish.simple_api import project_files
+def _release_from_filenames(paths: list[Path]) -> tuple[str, str] | None:
+    """Project and version, read from the first filename that names them: the checks and
+    requests that need them start before the archives are read (which check the names)."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+    from packaging.version import InvalidVersion
 
-    return project_files(http.get(), index, project, policy)
+    for path in paths:
+        try:
+            if path.name.endswith(".whl"):
+                name, version, *_ = parse_wheel_filename(path.name)
+            else:
+                name, version = parse_sdist_filename(path.name)
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            continue
+        return str(name), str(version)
+    return None
 
 
-class _LazyClient:
-    """The httpx client, made on first use: an API-token upload may never need it."""
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Ends the run with ``RunTimedOut`` after `seconds`, whatever it is waiting on."""
+    if seconds is None or not hasattr(signal, "SIGALRM"):
+        yield
+        return
 
-    def __init__(self, debug: Callable[[str], None]) -> None:
-        self._debug = debug
-        self._client: httpx.Client | None = None
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise RunTimedOut(
+            f"The run did not finish within {seconds / 60:.0f} minutes.",
+            fix="Re-run the job; files already on the index are recognised and not uploaded "
+            "twice. If the index is this slow every time, publish fewer files per run.",
+        )
 
-    def get(self) -> httpx.Client:
-        if self._client is None:
-            from oidc_publish.network import client
-
-            self._client = client(self._debug)
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,8 +1,10 @@
 """The distributions to upload: found, read, hashed and checked before the first upload.
 
 Everything that could make a release half-published is found here, while nothing has been
-sent: unreadable archives, metadata PyPI would refuse, filenames that disagree with their
-metadata, files of different projects or versions, two sdists.
+sent: unreadable or implausible archives, metadata PyPI would refuse, filenames that
+disagree with their metadata, files of different projects or versions, two sdists. Archives
+are looked at through their headers before any member is read, so a crafted one cannot
+exhaust the runner.
 """
 
 from __future__ import annotations
@@ -11,24 +13,41 @@ import email.message
 import io
 import tarfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from oidc_publish.errors import Diagnostic, DistributionsRejected, Level, NoDistributions, Problem
+from oidc_publish.errors import (
+    Diagnostic,
+    DistributionsRejected,
+    InvalidInput,
+    Level,
+    NoDistributions,
+    Problem,
+)
+from oidc_publish.runner import md_code
 
 if TYPE_CHECKING:
     from twine.package import PackageFile
 
+    from oidc_publish.report import Reporter
+
 WHEEL = "bdist_wheel"
 SDIST = "sdist"
+
+# Metadata files are text a few kB long; a description with images inlined stays far below.
+MAX_METADATA_BYTES = 8 * 1024 * 1024
+# An sdist's members together, as their headers declare them: beyond this it is a bomb.
+MAX_SDIST_UNPACKED_BYTES = 4 * 1024 * 1024 * 1024
+ATTESTATION_SUFFIX = ".publish.attestation"
 
 DOWNLOAD_ARTIFACT_HINT = (
     "`actions/download-artifact` writes the artifact's files into its `path:`; give this step "
     "the same folder as `packages-dir`, and upload the artifact from the build job with "
     "`path: dist/`."
 )
+_REBUILD = "Build the file again (`python -m build`) and check it with `twine check`."
 
 
 @dataclass(frozen=True)
@@ -52,50 +71,84 @@ def is_distribution(path: Path) -> bool:
     return path.is_file() and path.name.endswith((".whl", ".tar.gz"))
 
 
-def locate(
-    folder: Path, display: Callable[[Path], str], notify: Callable[[Diagnostic], None]
-) -> list[Path]:
+@dataclass(frozen=True)
+class Folder:
+    """Where distributions are looked for, and how paths in it are shown."""
+
+    workspace: Path
+
+    def display(self, path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(self.workspace.resolve()))
+        except ValueError:
+            return str(path)
+
+    def inside(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.workspace.resolve())
+
+
+def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
     """The distribution files in `folder`, wheels first; one nested folder is followed."""
-    shown = display(folder)
+    place = Folder(workspace)
+    if not place.inside(folder):
+        # Its contents are not listed: they may be anything on the runner.
+        raise InvalidInput(
+            "Input `packages-dir` leads out of the workspace "
+            f"({md_code(str(folder.resolve()))}); only the checkout's files are published.",
+            fix="Set `packages-dir` to a folder inside the workspace, such as `dist`.",
+        )
+    shown = md_code(place.display(folder))
     if not folder.is_dir():
         what = "is a file, not a folder" if folder.exists() else "does not exist"
         raise NoDistributions(
-            f"`packages-dir` `{shown}` {what}.",
+            f"`packages-dir` {shown} {what}.",
             fix="Build or download the distributions into that folder before this step, or "
             f"point `packages-dir` at them. {DOWNLOAD_ARTIFACT_HINT}",
         )
     entries = sorted(folder.iterdir())
     found = [p for p in entries if is_distribution(p)]
     if not found:
-        nested = [d for d in entries if d.is_dir() and any(map(is_distribution, d.iterdir()))]
+        nested = [
+            d
+            for d in entries
+            if d.is_dir() and place.inside(d) and any(map(is_distribution, d.iterdir()))
+        ]
         if len(nested) == 1:
-            notify(
+            inner = md_code(place.display(nested[0]))
+            reporter.add(
                 Diagnostic(
                     Level.NOTICE,
                     "Distributions found one folder down",
-                    f"`{shown}` holds no distributions but `{display(nested[0])}` does, as "
+                    f"{shown} holds no distributions but {inner} does, as "
                     "`actions/download-artifact` makes when the artifact kept its folder; "
                     "uploading those.",
-                    fix=f"Set `packages-dir: {display(nested[0])}` to make this explicit.",
+                    fix="Set "
+                    + md_code(f"packages-dir: {place.display(nested[0])}")
+                    + " to make this explicit.",
                 )
             )
-            folder, shown = nested[0], display(nested[0])
+            folder, shown = nested[0], inner
             entries = sorted(folder.iterdir())
             found = [p for p in entries if is_distribution(p)]
         elif nested:
-            names = ", ".join(f"`{display(d)}`" for d in nested)
+            names = ", ".join(md_code(place.display(d)) for d in nested)
             raise NoDistributions(
-                f"`{shown}` holds no distributions itself, but several folders inside it do: "
+                f"{shown} holds no distributions itself, but several folders inside it do: "
                 f"{names}.",
                 fix="Set `packages-dir` to the one folder to publish.",
             )
-    others = [p for p in entries if p.is_file() and not is_distribution(p)]
+    _ignore_attestations(entries, reporter)
+    others = [
+        p
+        for p in entries
+        if p.is_file() and not is_distribution(p) and not p.name.endswith(ATTESTATION_SUFFIX)
+    ]
     if not found:
         raise NoDistributions(_empty_reason(shown, others), fix=DOWNLOAD_ARTIFACT_HINT)
     if others:
-        names = ", ".join(f"`{p.name}`" for p in others[:10])
+        names = ", ".join(md_code(p.name) for p in others[:10])
         more = f" and {len(others) - 10} more" if len(others) > 10 else ""
-        notify(
+        reporter.add(
             Diagnostic(
                 Level.NOTICE,
                 "Files that are not distributions were left out",
@@ -105,50 +158,73 @@ def locate(
     return sorted(found, key=lambda p: (not p.name.endswith(".whl"), p.name))
 
 
+def _ignore_attestations(entries: Sequence[Path], reporter: Reporter) -> None:
+    """Attestation files an earlier step left are never uploaded, and never fail the run."""
+    stale = [p for p in entries if p.name.endswith(ATTESTATION_SUFFIX)]
+    if stale:
+        reporter.add(
+            Diagnostic(
+                Level.NOTICE,
+                "Attestation files in the folder were ignored",
+                f"{len(stale)} `*{ATTESTATION_SUFFIX}` file(s), left by an earlier step, are "
+                "not uploaded: this action makes its own attestations, outside the workspace.",
+            )
+        )
+
+
 def _empty_reason(shown: str, others: list[Path]) -> str:
     if not others:
-        return f"`packages-dir` `{shown}` is empty."
-    names = ", ".join(f"`{p.name}`" for p in others[:10])
+        return f"`packages-dir` {shown} is empty."
+    names = ", ".join(md_code(p.name) for p in others[:10])
     legacy = [p.name for p in others if p.name.endswith((".zip", ".egg", ".exe", ".tar.bz2"))]
     extra = (
         " PyPI accepts only wheels and `.tar.gz` sdists: build with `python -m build`."
         if legacy
         else ""
     )
-    return f"`packages-dir` `{shown}` holds no `*.whl` or `*.tar.gz` files, only {names}.{extra}"
+    return f"`packages-dir` {shown} holds no `*.whl` or `*.tar.gz` files, only {names}.{extra}"
 
 
 def load(
     paths: list[Path],
     *,
+    workspace: Path,
     verify_metadata: bool,
     pypi_rules: bool,
-    display: Callable[[Path], str],
-    notify: Callable[[Diagnostic], None],
+    reporter: Reporter,
 ) -> list[Distribution]:
     """Read, hash and check every file; raise with every problem found, or return them all."""
     from packaging.utils import canonicalize_name
 
+    place = Folder(workspace)
     problems: list[Problem] = []
     dists: list[Distribution] = []
     for path in paths:
-        shown = display(path)
+        shown = place.display(path)
         try:
+            if not place.inside(path):
+                raise _Unreadable(
+                    "Link out of the workspace",
+                    f"{md_code(shown)} is a link to a file outside the workspace.",
+                    "Copy the file into `packages-dir` instead of linking to it.",
+                )
+            _check_archive(path)
             dist = _read(path, shown)
         except _Unreadable as error:
-            problems.append(Problem(str(error), error.fix, shown))
+            problems.append(Problem(error.title, str(error), error.fix, shown))
             continue
         file_problems = _check_filename(dist, pypi_rules)
         if verify_metadata and not file_problems:
-            file_problems += _check_description(dist, notify)
-        problems += [Problem(message, fix, shown) for message, fix in file_problems]
+            file_problems += _check_description(dist, reporter)
+        problems += file_problems
         dists.append(dist)
 
     releases = sorted({(canonicalize_name(d.name), d.version) for d in dists})
     if len(releases) > 1:
-        listed = ", ".join(f"{name} {version}" for name, version in releases)
+        listed = ", ".join(md_code(f"{name} {version}") for name, version in releases)
         problems.append(
             Problem(
+                "Several releases in one folder",
                 f"The distributions belong to {len(releases)} releases: {listed}. One run "
                 "publishes one release, so a failure cannot leave several half-published.",
                 "Clean the folder before building (`rm -rf dist`), or publish each project in "
@@ -159,8 +235,9 @@ def load(
     if len(sdists) > 1:
         problems.append(
             Problem(
+                "More than one sdist",
                 "PyPI accepts one sdist per release; found "
-                + ", ".join(f"`{d.filename}`" for d in sdists)
+                + ", ".join(md_code(d.filename) for d in sdists)
                 + ".",
                 "Keep one sdist: clean the folder before building.",
                 sdists[1].display,
@@ -172,26 +249,75 @@ def load(
 
 
 class _Unreadable(Exception):
-    def __init__(self, message: str, fix: str) -> None:
+    def __init__(self, title: str, message: str, fix: str = _REBUILD) -> None:
         super().__init__(message)
+        self.title = title
         self.fix = fix
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse archives that would make reading their metadata unsafe, from headers alone."""
+    shown = md_code(path.name)
+    try:
+        if path.name.endswith(".whl"):
+            with zipfile.ZipFile(path) as archive:
+                members = [(i.filename, i.file_size) for i in archive.infolist()]
+            metadata = [(n, s) for n, s in members if "METADATA" in n or n.endswith("/WHEEL")]
+        else:
+            members = []
+            total = 0
+            with tarfile.open(path, "r|gz") as archive:
+                for member in archive:
+                    members.append((member.name, member.size))
+                    total += member.size
+                    if total > MAX_SDIST_UNPACKED_BYTES:
+                        raise _Unreadable(
+                            "Archive too large when unpacked",
+                            f"{shown} declares more than "
+                            f"{MAX_SDIST_UNPACKED_BYTES // 1024**3} GiB of contents.",
+                        )
+            metadata = [(n, s) for n, s in members if PurePosixPath(n).name == "PKG-INFO"]
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise _Unreadable(
+            "Unreadable distribution",
+            f"{shown} is not a readable archive ({type(e).__name__}); it may be truncated or "
+            "corrupt.",
+        ) from None
+    if not members:
+        raise _Unreadable("Empty distribution", f"{shown} is an archive with nothing in it.")
+    unsafe = [n for n, _ in members if n.startswith(("/", "\\")) or ".." in PurePosixPath(n).parts]
+    if unsafe:
+        raise _Unreadable(
+            "Unsafe paths in the archive",
+            f"{shown} has members with absolute or parent-folder paths, such as "
+            f"{md_code(unsafe[0])}; no build backend writes those.",
+        )
+    for name, size in metadata:
+        if size > MAX_METADATA_BYTES:
+            raise _Unreadable(
+                "Metadata too large",
+                f"{shown} declares its metadata file {md_code(name)} to be {size} bytes "
+                f"unpacked, more than the {MAX_METADATA_BYTES // 1024**2} MiB any real "
+                "project needs; it is not read.",
+            )
 
 
 def _read(path: Path, shown: str) -> Distribution:
     from twine.exceptions import InvalidDistribution
     from twine.package import PackageFile
 
-    rebuild = "Build the file again (`python -m build`) and check it with `twine check`."
     try:
         package = PackageFile.from_filename(str(path), comment=None)
     except InvalidDistribution as error:
         message = str(error).replace(str(path.resolve()), shown).replace(str(path), shown)
-        raise _Unreadable(f"`{shown}` cannot be uploaded: {message}", rebuild) from None
+        raise _Unreadable(
+            "Unreadable distribution", f"{md_code(shown)} cannot be uploaded: {md_code(message)}"
+        ) from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as e:
         raise _Unreadable(
-            f"`{shown}` is not a readable archive ({type(e).__name__}: {e}); it may be "
+            "Unreadable distribution",
+            f"{md_code(shown)} is not a readable archive ({type(e).__name__}); it may be "
             "truncated or corrupt.",
-            rebuild,
         ) from None
     return Distribution(
         path=path,
@@ -206,7 +332,7 @@ def _read(path: Path, shown: str) -> Distribution:
     )
 
 
-def _check_filename(dist: Distribution, pypi_rules: bool) -> list[tuple[str, str]]:
+def _check_filename(dist: Distribution, pypi_rules: bool) -> list[Problem]:
     from packaging.utils import (
         InvalidSdistFilename,
         InvalidWheelFilename,
@@ -217,6 +343,7 @@ def _check_filename(dist: Distribution, pypi_rules: bool) -> list[tuple[str, str
     from packaging.version import InvalidVersion, Version
 
     rebuild = "Rebuild with a current build backend (`python -m build`); do not rename built files."
+    shown = dist.display
     try:
         if dist.kind == WHEEL:
             name, version, _, tags = parse_wheel_filename(dist.filename)
@@ -224,37 +351,54 @@ def _check_filename(dist: Distribution, pypi_rules: bool) -> list[tuple[str, str
             name, version = parse_sdist_filename(dist.filename)
             tags = frozenset()
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as error:
-        return [(f"`{dist.filename}` is not a valid distribution filename: {error}.", rebuild)]
-    problems: list[tuple[str, str]] = []
+        return [
+            Problem(
+                "Invalid distribution filename",
+                f"{md_code(dist.filename)} is not a valid distribution filename: "
+                f"{md_code(str(error))}.",
+                rebuild,
+                shown,
+            )
+        ]
     try:
         metadata_version = Version(dist.version)
     except InvalidVersion:
-        return [(f"The metadata version `{dist.version}` is not a valid version.", rebuild)]
+        return [
+            Problem(
+                "Invalid version in the metadata",
+                f"The metadata version {md_code(dist.version)} is not a valid version.",
+                rebuild,
+                shown,
+            )
+        ]
+    problems: list[Problem] = []
     if canonicalize_name(dist.name) != name or metadata_version != version:
         problems.append(
-            (
-                f"The filename says {name} {version} but the metadata inside says "
-                f"{dist.name} {dist.version}.",
+            Problem(
+                "Filename does not match the metadata",
+                f"The filename says {md_code(f'{name} {version}')} but the metadata inside "
+                f"says {md_code(f'{dist.name} {dist.version}')}.",
                 rebuild,
+                shown,
             )
         )
     if pypi_rules:
         bad = sorted({t.platform for t in tags if t.platform.startswith("linux_")})
         if bad:
             problems.append(
-                (
-                    f"PyPI refuses wheels with the platform tag `{bad[0]}`: they only run on "
-                    "the machine that built them.",
+                Problem(
+                    "Platform tag PyPI refuses",
+                    f"PyPI refuses wheels with the platform tag {md_code(bad[0])}: they only "
+                    "run on the machine that built them.",
                     "Repair the wheel to a `manylinux` tag with `auditwheel repair`, or build "
                     "it with cibuildwheel.",
+                    shown,
                 )
             )
     return problems
 
 
-def _check_description(
-    dist: Distribution, notify: Callable[[Diagnostic], None]
-) -> list[tuple[str, str]]:
+def _check_description(dist: Distribution, reporter: Reporter) -> list[Problem]:
     """PyPI renders the long description and refuses reStructuredText that fails to."""
     metadata = dist.package.metadata_dictionary()
     description = metadata.get("description")
@@ -262,11 +406,11 @@ def _check_description(
     message = email.message.EmailMessage()
     message["content-type"] = content_type
     if not description or description.rstrip() == "UNKNOWN":
-        notify(
+        reporter.add(
             Diagnostic(
                 Level.WARNING,
                 "No long description",
-                f"`{dist.filename}` has no long description; the PyPI page will be empty.",
+                f"{md_code(dist.filename)} has no long description; the PyPI page will be empty.",
                 fix="Set `readme` in pyproject.toml.",
                 file=dist.display,
             )
@@ -280,11 +424,13 @@ def _check_description(
     if readme_renderer.rst.render(description, stream=stream) is None:
         report = stream.getvalue().strip().replace("<string>:", "line ")
         return [
-            (
+            Problem(
+                "Description does not render",
                 "The long description is reStructuredText that does not render, so PyPI "
-                f"would refuse the upload: {report}",
+                f"would refuse the upload: {md_code(report)}",
                 "Fix the markup in the README (check it with `twine check --strict`), or set "
                 '`readme = {file = "README.md", content-type = "text/markdown"}`.',
+                dist.display,
             )
         ]
     return []

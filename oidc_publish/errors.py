@@ -11,9 +11,14 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from oidc_publish.outcomes import FileResult
 
 PYPI_STATUS_PAGE = "https://status.python.org/"
+# A whole run, every file and retry included; a step's `timeout-minutes` can only shorten it.
+RUN_DEADLINE_MINUTES = 60
 
 
 class Level(enum.StrEnum):
@@ -36,7 +41,11 @@ class Diagnostic:
 
 
 class ActionError(Exception):
-    """A failure the user can act on. Subclasses are the catalogue."""
+    """A failure the user can act on. Subclasses are the catalogue.
+
+    An error raised once uploads have begun carries `results`: what happened to each file,
+    so the report can say which files are on the index.
+    """
 
     code: ClassVar[str]
     title: ClassVar[str]
@@ -50,6 +59,7 @@ class ActionError(Exception):
         self.fix = fix
         self.file = file
         self.details = details
+        self.results: list[FileResult] = []
 
     def diagnostics(self) -> list[Diagnostic]:
         return [
@@ -147,6 +157,7 @@ class NoDistributions(ActionError):
 class Problem:
     """One reason one file (or the set of files) cannot be uploaded."""
 
+    title: str
     message: str
     fix: str
     file: str | None = None
@@ -157,9 +168,10 @@ class DistributionsRejected(ActionError):
     title = "Distributions cannot be uploaded together"
     explanation = (
         "Every distribution is read and checked before the first upload, so nothing is "
-        "half-published: the metadata must parse and render on PyPI, each filename must match "
-        "its metadata, and all files must belong to one project and one version with at most "
-        "one sdist. Each problem is annotated on its file."
+        "half-published: the archive must be readable and within sane sizes, the metadata "
+        "must parse and render on PyPI, each filename must match its metadata, and all files "
+        "must belong to one project and one version with at most one sdist. Each problem is "
+        "annotated on its file under a title of its own, and the fix names what to change."
     )
 
     def __init__(self, problems: Sequence[Problem]) -> None:
@@ -170,9 +182,7 @@ class DistributionsRejected(ActionError):
         self.problems = list(problems)
 
     def diagnostics(self) -> list[Diagnostic]:
-        return [
-            Diagnostic(Level.ERROR, self.title, p.message, p.fix, p.file) for p in self.problems
-        ]
+        return [Diagnostic(Level.ERROR, p.title, p.message, p.fix, p.file) for p in self.problems]
 
 
 # Trusted publishing.
@@ -239,6 +249,69 @@ class UnexpectedResponse(ActionError):
     explanation = (
         "An endpoint answered with a page that is not the JSON the protocol defines, often an "
         "HTML error page from a proxy or CDN, or a URL that is not a PyPI-compatible index."
+    )
+
+
+class RunTimedOut(ActionError):
+    code = "run-timed-out"
+    title = "The run took too long"
+    explanation = (
+        f"A run gives up after {RUN_DEADLINE_MINUTES} minutes, every file and retry included, "
+        "so a server that answers a byte at a time cannot hold the job until GitHub's own "
+        "six-hour limit. Each request has its own deadline as well (an upload's grows with "
+        "its size). Re-run the job: files already on the index are recognised and not "
+        "uploaded twice."
+    )
+
+
+# Guardrails.
+
+
+class VersionTagMismatch(ActionError):
+    code = "version-tag-mismatch"
+    title = "The tag and the version differ"
+    explanation = (
+        "The workflow runs for a tag whose version (the tag without a leading `v`, "
+        "`release-` or `<project>-`) is not the distributions' version, compared as versions "
+        "(`v1.2` matches `1.2.0`). Most often the tag was pushed before the version was bumped, "
+        "or the build used a stale `dist/` folder. Bump the version and build again, or tag the "
+        "commit that has the version. A tag without a version in it (such as `nightly`) is not "
+        "checked; `verify-tag: false` turns the check off."
+    )
+
+
+class ProjectNotAcceptingUploads(ActionError):
+    code = "project-not-accepting-uploads"
+    title = "The project does not accept uploads"
+    explanation = (
+        "The index marks the project as archived or quarantined (PEP 792 project status), and "
+        "an index refuses new files for such projects. An archived project can be unarchived "
+        "by an owner in the project's settings on PyPI; a quarantine is set and lifted by "
+        "PyPI's administrators, usually after a malware report. The message links the project's "
+        "page."
+    )
+
+
+class ReleaseTooOld(ActionError):
+    code = "release-too-old"
+    title = "The release is too old for new files"
+    explanation = (
+        "PyPI refuses new files for a release whose first file was uploaded more than 14 days "
+        "ago. Re-uploading files that are already there is fine; adding one (a new wheel, a "
+        "rebuilt sdist) is not. Publish the files under a new version, such as a post-release "
+        "(`1.0.0.post1`) when only the packaging changed."
+    )
+
+
+class SecondSdist(ActionError):
+    code = "second-sdist"
+    title = "The release already has another sdist"
+    explanation = (
+        "PyPI allows one sdist per release, and the release on the index already has one under "
+        "another file name than the one being uploaded. The usual cause is a build backend "
+        "update that changed how the sdist is named (setuptools 69.3 and later write "
+        "`my_project-1.0.tar.gz` where older versions wrote `my-project-1.0.tar.gz`). Leave the "
+        "sdist out of this upload, or publish a new version."
     )
 
 

@@ -46,14 +46,28 @@ class UploadUrlError(ValueError):
 
 
 def check_upload_url(url: str) -> str:
-    """Return the URL if uploads can go there, else raise ``UploadUrlError``."""
-    parts = urlsplit(url)
+    """Return the URL if uploads can go there, else raise ``UploadUrlError``.
+
+    Neither the reason nor the suggestion repeats credentials written into the URL.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        raise UploadUrlError("it is not a valid URL", None) from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise UploadUrlError("it is not an absolute https:// URL", None)
     host = parts.hostname.lower()
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    if parts.username is not None or parts.password is not None:
+        raise UploadUrlError(
+            "it has a user name or password in it, which would show in the log; pass the "
+            "token as `password` (from a secret) and the name as `user`",
+            urlunsplit(("https", netloc, parts.path, "", "")),
+        )
     known = _UPLOAD_FOR_HOST.get(host)
     if parts.scheme != "https":
-        https = known or urlunsplit(("https", parts.netloc, parts.path, "", ""))
+        https = known or urlunsplit(("https", netloc, parts.path, "", ""))
         raise UploadUrlError("uploads carry a token and must use https://, never http://", https)
     if known:
         if url != known:
@@ -76,7 +90,12 @@ def check_upload_url(url: str) -> str:
 
 
 def _why_not_pypi(host: str, path: str) -> str:
-    if host in ("upload.pypi.org", "test.pypi.org") and path.rstrip("/") == "/legacy":
+    if host in ("upload.pypi.org", "test.pypi.org") and path == "/legacy/":
+        return (
+            "it is the upload URL spelt another way (upper-case letters, or a port); the "
+            "token exchange needs it exactly as the index names it"
+        )
+    if host in ("upload.pypi.org", "test.pypi.org") and path == "/legacy":
         return _NO_SLASH
     if path.startswith(("/project/", "/p/")):
         return "that is a project page; uploads go to the upload endpoint"

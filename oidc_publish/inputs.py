@@ -21,8 +21,9 @@ from pydantic import (
     field_validator,
 )
 
-from oidc_publish.errors import InvalidInput
+from oidc_publish.errors import InvalidInput, InvalidRepositoryUrl
 from oidc_publish.index_urls import PYPI_UPLOAD, UploadUrlError, check_upload_url
+from oidc_publish.runner import md_code
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -35,7 +36,7 @@ def _flag(value: object) -> object:
             return True
         if word in _FALSE:
             return False
-        raise ValueError(f"{value!r} is not a boolean; write `true` or `false`")
+        raise ValueError(f"{md_code(value)} is not a boolean; write `true` or `false`")
     return value
 
 
@@ -55,15 +56,22 @@ class Inputs(BaseModel):
     print_hash: Flag = Field(True, alias="print-hash")
     attestations: Flag = False
     dry_run: Flag = Field(False, alias="dry-run")
+    verify_tag: Flag = Field(True, alias="verify-tag")
+    wait_until_installable: Flag = Field(False, alias="wait-until-installable")
 
-    @field_validator("repository_url")
+    @field_validator("password")
     @classmethod
-    def _upload_url(cls, value: str) -> str:
-        try:
-            return check_upload_url(value)
-        except UploadUrlError as error:
-            hint = f"; use {error.suggestion}" if error.suggestion else ""
-            raise ValueError(f"{value!r}: {error.reason}{hint}") from None
+    def _latin1(cls, value: SecretStr | None) -> SecretStr | None:
+        # HTTP Basic authentication carries latin-1; anything else cannot be sent.
+        if value is not None and not value.get_secret_value().isascii():
+            try:
+                value.get_secret_value().encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "it has characters an HTTP header cannot carry; an API token is plain ASCII "
+                    "(check that the secret holds the token and nothing else)"
+                ) from None
+        return value
 
     @property
     def trusted_publishing(self) -> bool:
@@ -76,13 +84,35 @@ class Inputs(BaseModel):
             public = field.alias or name
             old = environ.get(f"INPUT_{name.upper()}", "").strip() if field.alias else ""
             value = old or environ.get(f"INPUT_{public.upper()}", "").strip()
+            if "\n" in value or "\r" in value:
+                # No input is a list; a line break is a YAML slip, or text meant to
+                # smuggle a second line into the log.
+                raise InvalidInput(
+                    f"Input `{public}` spans several lines; it takes one value.",
+                    fix=f"Write `{public}` on one line in the step's `with:` block (a `|` block "
+                    "scalar keeps line breaks; use a plain or quoted value).",
+                )
             # An empty input means "not given": the default applies.
             if value:
                 values[public] = value
+        url = values.get("repository-url")
+        if url is not None:
+            _check_repository_url(url)
         try:
             return cls.model_validate(values)
         except ValidationError as error:
             raise _input_error(error) from None
+
+
+def _check_repository_url(url: str) -> None:
+    try:
+        check_upload_url(url)
+    except UploadUrlError as error:
+        hint = f" Use `{error.suggestion}`." if error.suggestion else ""
+        raise InvalidRepositoryUrl(
+            f"`repository-url` cannot take uploads: {error.reason}.",
+            fix=f"Set `repository-url` to the index's upload URL.{hint}",
+        ) from None
 
 
 def _input_error(error: ValidationError) -> InvalidInput:

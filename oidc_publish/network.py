@@ -1,29 +1,48 @@
-"""One retry policy and one HTTP client for every call the action makes.
+"""One retry policy, one HTTP client, and the bounds on everything read from a server.
 
-The policy is data, shared by the token exchange and the uploads. A call site decides what is
-transient by raising ``Transient``; anything else propagates at once. Only connection
-failures, timeouts, 5xx, 408 and 429 are transient: a 4xx means the request itself is wrong
-and sending it again cannot help.
+The policy is data, shared by the token exchange, Sigstore and the uploads. A call site
+decides what is transient by raising ``Transient``; anything else propagates at once. Only
+connection failures, timeouts, 5xx, 408 and 429 are transient: a 4xx means the request
+itself is wrong and sending it again cannot help.
+
+Every request has a wall-clock deadline (a server that sends a byte every few seconds never
+trips a read timeout), every call a deadline over all its attempts, and every answer a size
+cap: nothing a server does can hold the run or fill the runner's memory.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import random
+import re
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urljoin, urlsplit
 
-from oidc_publish.errors import UntrustedCertificate
+from oidc_publish.errors import Diagnostic, IndexUnreachable, Level, UntrustedCertificate
 
 if TYPE_CHECKING:
     import httpx
 
+    from oidc_publish.report import Reporter
+
 T = TypeVar("T")
 
 USER_AGENT = "pypi-oidc-action/1"
+
+# Seconds for one JSON or page request, start to last byte.
+REQUEST_DEADLINE = 60.0
+# Bytes of a JSON answer (audience, mint) and of a simple-index page.
+MAX_JSON_BYTES = 1024 * 1024
+MAX_PAGE_BYTES = 10 * 1024 * 1024
+# An upload may take its size at this rate plus the fixed deadline: a slow but honest
+# link (2 Mbit/s) gets a 300 MB wheel through; a drip of bytes does not hold the run.
+SLOW_BYTES_PER_SECOND = 256 * 1024
+MAX_REDIRECTS = 3
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,10 @@ class RetryPolicy:
     cap: float = 30.0
     # Seconds spent waiting between attempts, in total, for one call.
     budget: float = 120.0
+    # Seconds for one call, every attempt and wait included (uploads add their size's time).
+    deadline: float = 300.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
 
     def delay(self, failed_attempts: int, retry_after: float | None, rng: random.Random) -> float:
         """Full jitter on an exponential backoff; the server's `Retry-After` wins, capped."""
@@ -71,10 +94,11 @@ def retrying(
     policy: RetryPolicy,
     on_retry: Callable[[RetryNotice], None],
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
     rng: random.Random | None = None,
 ) -> T:
     rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    ends = policy.clock() + (policy.deadline if deadline is None else deadline)
     waited = 0.0
     number = 1
     while True:
@@ -84,24 +108,59 @@ def retrying(
             if number >= policy.attempts:
                 raise GaveUp(number, failure) from None
             delay = policy.delay(number, failure.retry_after, rng)
-            if waited + delay > policy.budget:
+            if waited + delay > policy.budget or policy.clock() + delay >= ends:
                 raise GaveUp(number, failure) from None
             on_retry(RetryNotice(number, failure.reason, delay))
-            sleep(delay)
+            policy.sleep(delay)
             waited += delay
             number += 1
 
 
+def persist(
+    attempt: Callable[[], T],
+    policy: RetryPolicy,
+    reporter: Reporter,
+    *,
+    label: str,
+    what: str,
+    fix: str,
+    file: str | None = None,
+    deadline: float | None = None,
+) -> T:
+    """`attempt` under the policy: each retry a log line and a notice, giving up an error.
+
+    `label` names the file or endpoint in the log and the notice; `what` says in the error
+    what kept failing.
+    """
+
+    def on_retry(notice: RetryNotice) -> None:
+        text = (
+            f"Attempt {notice.attempt} failed ({notice.reason}); retrying in {notice.delay:.1f}s."
+        )
+        reporter.log(f"{label}: {text}")
+        reporter.add(Diagnostic(Level.NOTICE, f"Retrying {label}", text, file=file))
+
+    try:
+        return retrying(attempt, policy, on_retry, deadline=deadline)
+    except GaveUp as gave_up:
+        raise IndexUnreachable(
+            f"{what} failed {gave_up.attempts} time(s); the last: {gave_up.last.reason}.",
+            fix=fix,
+            file=file,
+        ) from None
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a `Retry-After` header: delta-seconds or an HTTP date."""
+    """Seconds from a `Retry-After` header: delta-seconds or an HTTP date; else None."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit() also takes "²", which float() refuses.
+    if re.fullmatch(r"[0-9]{1,9}", value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
@@ -117,20 +176,92 @@ def raise_for_transient(status: int, reason: str, headers: Mapping[str, str]) ->
         )
 
 
-def client(debug: Callable[[str], None]) -> httpx.Client:
+class Pending(Generic[T]):
+    """Work started in a daemon thread, to be collected later.
+
+    A daemon thread, because a request stuck in a read cannot be interrupted, only
+    abandoned, and the process must not wait for it at exit. Whatever it reads is bounded by
+    the caller, so abandoned work holds little.
+    """
+
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self._outcome: list[tuple[bool, Any]] = []
+        self._finished = threading.Event()
+
+        def run() -> None:
+            try:
+                self._outcome.append((True, work()))
+            except BaseException as error:
+                self._outcome.append((False, error))
+            self._finished.set()
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+
+    def result(self, timeout: float | None = None) -> T:
+        """The work's value or exception; ``Transient`` if it has not ended by `timeout`."""
+        if not self._finished.wait(timeout):
+            raise Transient(f"no complete answer within {timeout:.0f}s")
+        ok, value = self._outcome[0]
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+
+def within(seconds: float, work: Callable[[], T], what: str) -> T:
+    """`work()`, or ``Transient`` once `seconds` pass without it ending."""
+    return Pending(work, what).result(seconds)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A complete, size-capped answer: what every caller of `send` gets."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    content: bytes
+    url: str
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+    def json(self) -> Any:
+        """The body as JSON; None when it is not (HTML, truncated, absurdly nested)."""
+        try:
+            return json.loads(self.content)
+        except (ValueError, RecursionError):
+            return None
+
+
+class TooLarge(Exception):
+    """An answer longer than its cap: refused, never read whole."""
+
+
+def ca_bundle(environ: Mapping[str, str]) -> str | None:
+    """The CA file the job points the container at (for a private index), if any."""
+    return environ.get("SSL_CERT_FILE") or environ.get("REQUESTS_CA_BUNDLE") or None
+
+
+def client(debug: Callable[[str], None], environ: Mapping[str, str]) -> httpx.Client:
     """The HTTP client for the token exchange and index pages.
 
-    Trusts the system's CAs and honours `SSL_CERT_FILE` and proxy variables, as the rest of
-    the runner does; there is deliberately no way to turn verification off. Each answer is
-    logged to `debug` by method, URL and status: never headers or bodies, which hold tokens.
+    Trusts the CA file the environment names (`SSL_CERT_FILE`), else the usual bundle, and
+    honours proxy variables, as the rest of the runner does; there is deliberately no way to
+    turn verification off. Each answer is logged to `debug` by method, URL and status: never
+    headers or bodies, which hold tokens.
     """
+    import ssl
+
     import httpx
 
     def log(response: httpx.Response) -> None:
         request = response.request
         debug(f"{request.method} {request.url} -> {response.status_code} {response.reason_phrase}")
 
+    cafile = ca_bundle(environ)
     return httpx.Client(
+        verify=ssl.create_default_context(cafile=cafile) if cafile else True,
         timeout=httpx.Timeout(30.0),
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
@@ -147,20 +278,82 @@ def send(
     json_body: object = None,
     headers: Mapping[str, str] | None = None,
     follow_redirects: bool = False,
-) -> httpx.Response:
-    """One attempt: connection failures and transient statuses become ``Transient``."""
+    max_bytes: int = MAX_JSON_BYTES,
+    deadline: float = REQUEST_DEADLINE,
+) -> Answer:
+    """One attempt, within `deadline` seconds and `max_bytes`.
+
+    Connection failures, timeouts and transient statuses become ``Transient``; an answer over
+    its cap is ``UnexpectedAnswer``-worthy and raises ``TooLarge``. Redirects are followed
+    only within the same https origin.
+    """
     import httpx
 
+    def attempt() -> Answer:
+        target = url
+        for _ in range(MAX_REDIRECTS + 1):
+            answer = _read(
+                http, method, url=target, json_body=json_body, headers=headers, max_bytes=max_bytes
+            )
+            location = answer.headers.get("location")
+            if not (follow_redirects and answer.status in (301, 302, 303, 307, 308) and location):
+                return answer
+            target = urljoin(target, location)
+            if _origin(target) != _origin(url):
+                raise UntrustedRedirect(url, target)
+        return answer
+
     try:
-        response = http.request(
-            method, url, json=json_body, headers=headers, follow_redirects=follow_redirects
-        )
+        answer = within(deadline, attempt, f"{method} {url}")
     except httpx.TransportError as error:
         if is_certificate_failure(error):
             raise untrusted_certificate(url) from None
         raise Transient(f"{type(error).__name__}: {error}".rstrip(": ")) from None
-    raise_for_transient(response.status_code, response.reason_phrase, response.headers)
-    return response
+    raise_for_transient(answer.status, answer.reason, answer.headers)
+    return answer
+
+
+class UntrustedRedirect(Exception):
+    """A redirect away from the index's own https origin: never followed."""
+
+    def __init__(self, source: str, target: str) -> None:
+        super().__init__(f"{source} redirected to another origin")
+        self.source = source
+        self.target = target
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
+def _read(
+    http: httpx.Client,
+    method: str,
+    *,
+    url: str,
+    json_body: object,
+    headers: Mapping[str, str] | None,
+    max_bytes: int,
+) -> Answer:
+    with http.stream(method, url, json=json_body, headers=headers) as response:
+        declared = response.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+            raise TooLarge(url)
+        chunks: list[bytes] = []
+        received = 0
+        for chunk in response.iter_bytes():
+            received += len(chunk)
+            if received > max_bytes:
+                raise TooLarge(url)
+            chunks.append(chunk)
+        return Answer(
+            response.status_code,
+            response.reason_phrase,
+            {k.lower(): v for k, v in response.headers.items()},
+            b"".join(chunks),
+            str(response.url),
+        )
 
 
 def is_certificate_failure(error: Exception) -> bool:

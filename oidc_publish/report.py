@@ -1,32 +1,38 @@
-"""Everything the user reads after the run: annotations, the step summary and the outputs.
+"""The one reporter every step is handed, and everything the user reads after the run.
 
-Diagnostics are collected during the run and rendered once at the end, so the annotation
-limits can be respected as a whole and the summary tells one coherent story.
+During the run the reporter writes the log (lines, debug lines, masks, groups) and collects
+diagnostics; at the end `finish` renders them once: annotations within GitHub's limits, the
+step summary, the outputs. Steps never print or exit on their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO
 
 from oidc_publish.errors import ActionError, Diagnostic, Level
 from oidc_publish.runner import (
     ANNOTATIONS_PER_LEVEL,
     RunnerContext,
     WorkflowCommands,
+    md_code,
+    md_link,
+    md_text,
     write_outputs,
     write_summary,
 )
 
 if TYPE_CHECKING:
-    from oidc_publish.upload import FileResult
+    from oidc_publish.outcomes import FileResult
 
 _ICON = {Level.ERROR: "❌", Level.WARNING: "⚠️", Level.NOTICE: "ℹ️"}  # noqa: RUF001
 
 
-@dataclass
+@dataclass(frozen=True)
 class Release:
     name: str
     version: str
@@ -35,22 +41,64 @@ class Release:
 
 
 @dataclass
-class Report:
-    context: RunnerContext
-    console: WorkflowCommands
-    notes: list[Diagnostic] = field(default_factory=list)
-    results: list[FileResult] = field(default_factory=list)
-    release: Release | None = None
+class Publication:
+    """What the run did, as far as it got: filled in by the command line, step by step."""
+
     dry_run: bool = False
+    release: Release | None = None
+    results: Sequence[FileResult] = ()
+    attestations: str = ""
+    """Why files are or are not attested, for the summary; empty when not asked."""
+    installable_after: float | None = None
+    waited_for_index: bool = False
+
+
+class Reporter:
+    """Log, debug, mask, group and diagnostics for every step; thread-safe."""
+
+    def __init__(self, context: RunnerContext, stream: TextIO, *, verbose: bool = False) -> None:
+        self.context = context
+        self.verbose = verbose
+        self._console = WorkflowCommands(stream)
+        self._lock = threading.Lock()
+        self._diagnostics: list[Diagnostic] = []
+
+    def log(self, text: str) -> None:
+        self._console.line(text)
+
+    def debug(self, text: str) -> None:
+        # Shown in the log with `verbose`, and by the runner when step debugging is on.
+        if self.verbose:
+            self._console.line(text)
+        else:
+            self._console.debug(text)
+
+    def mask(self, secret: str) -> None:
+        self._console.mask(secret)
+
+    @contextlib.contextmanager
+    def group(self, title: str) -> Iterator[None]:
+        self._console.group(title)
+        try:
+            yield
+        finally:
+            self._console.endgroup()
 
     def add(self, diagnostic: Diagnostic) -> None:
-        self.notes.append(diagnostic)
+        with self._lock:
+            self._diagnostics.append(diagnostic)
 
-    def finish(self, error: ActionError | None) -> int:
-        diagnostics = self.notes + (error.diagnostics() if error else [])
+    @property
+    def diagnostics(self) -> list[Diagnostic]:
+        with self._lock:
+            return list(self._diagnostics)
+
+    def finish(self, publication: Publication, error: ActionError | None) -> int:
+        diagnostics = self.diagnostics + (error.diagnostics() if error else [])
         self._annotate(diagnostics)
-        write_summary(self.context.summary_path, self._summary(diagnostics, failed=bool(error)))
-        write_outputs(self.context.output_path, self._outputs())
+        summary = render_summary(publication, diagnostics, failed=bool(error))
+        write_summary(self.context.summary_path, summary)
+        write_outputs(self.context.output_path, render_outputs(publication))
         return 1 if error else 0
 
     def _annotate(self, diagnostics: Sequence[Diagnostic]) -> None:
@@ -70,59 +118,97 @@ class Report:
                     )
                 )
             for diagnostic in shown:
-                self.console.annotate(diagnostic, diagnostic.file)
+                self._console.annotate(diagnostic)
 
-    def _outputs(self) -> dict[str, str]:
-        on_index = [r for r in self.results if r.outcome.on_index]
-        files = [{"name": r.dist.filename, "sha256": r.dist.sha256, "url": r.url} for r in on_index]
-        published = bool(on_index) and not self.dry_run
-        release_url = self.release.url if self.release and self.release.url and published else ""
-        return {"files": json.dumps(files), "release-url": release_url or ""}
 
-    def _summary(self, diagnostics: Sequence[Diagnostic], *, failed: bool) -> str:
-        lines = [f"## {self._headline(failed)}", ""]
-        if self.release and self.release.url and not failed and not self.dry_run:
-            lines += [f"Release: {self.release.url}", ""]
-        if self.results:
-            lines += ["| File | Size | SHA-256 | Result |", "|---|---|---|---|"]
-            for r in self.results:
-                name = f"[`{r.dist.filename}`]({r.url})" if r.url else f"`{r.dist.filename}`"
-                lines.append(f"| {name} | {_size(r.dist.size)} | `{r.dist.sha256}` | {r.outcome} |")
-            lines.append("")
-            if failed:
-                lines += [self._what_is_where(), ""]
-        for diagnostic in diagnostics:
-            lines += _section(diagnostic)
-        return "\n".join(lines) + "\n"
+def render_outputs(publication: Publication) -> dict[str, str]:
+    on_index = [r for r in publication.results if r.outcome.on_index]
+    files = [
+        {
+            "name": r.dist.filename,
+            "sha256": r.dist.sha256,
+            # Only https:// addresses from the index reach a workflow.
+            "url": r.url if r.url.startswith("https://") else "",
+            "attested": r.attested,
+        }
+        for r in on_index
+    ]
+    release = publication.release
+    published = bool(on_index) and not publication.dry_run
+    release_url = release.url if release and release.url and published else ""
+    waited = publication.installable_after
+    return {
+        "files": json.dumps(files),
+        "release-url": release_url or "",
+        "installable-after": "" if waited is None else f"{waited:.0f}",
+    }
 
-    def _headline(self, failed: bool) -> str:
-        what = f"{self.release.name} {self.release.version}" if self.release else "distributions"
-        where = f" to {self.release.index_name}" if self.release else ""
-        if self.dry_run and not failed:
-            return f"🧪 Dry run: {what} would be published{where}"
-        if failed:
-            return f"❌ Publishing {what}{where} failed"
-        return f"✅ Published {what}{where}"
 
-    def _what_is_where(self) -> str:
-        there = [f"`{r.dist.filename}`" for r in self.results if r.outcome.on_index]
-        missing = [f"`{r.dist.filename}`" for r in self.results if not r.outcome.on_index]
-        parts = []
-        if there:
-            parts.append(f"On the index: {', '.join(there)}.")
-        if missing:
-            parts.append(f"Not on the index: {', '.join(missing)}.")
-        if there and missing and not self.dry_run:
-            parts.append(
-                "Re-running this job after the fix uploads the rest; files already there are "
-                "recognised."
+def render_summary(
+    publication: Publication, diagnostics: Sequence[Diagnostic], *, failed: bool
+) -> str:
+    release = publication.release
+    lines = [f"## {_headline(publication, failed)}", ""]
+    if release and release.url and not failed and not publication.dry_run:
+        lines += [f"Release: {release.url}", ""]
+    if publication.attestations:
+        lines += [publication.attestations, ""]
+    if publication.waited_for_index:
+        waited = publication.installable_after
+        lines += [
+            f"Installable from the index {waited:.0f} s after the upload."
+            if waited is not None
+            else "Not yet listed by the index when the wait ended; see the warning below.",
+            "",
+        ]
+    if publication.results:
+        lines += ["| File | Size | SHA-256 | Attested | Result |", "|---|---|---|---|---|"]
+        for r in publication.results:
+            name = md_link(r.dist.filename, r.url)
+            attested = "✅" if r.attested else "—"
+            lines.append(
+                f"| {name} | {_size(r.dist.size)} | `{r.dist.sha256}` | {attested} | {r.outcome} |"
             )
-        return " ".join(parts)
+        lines.append("")
+        if failed:
+            lines += [_what_is_where(publication), ""]
+    for diagnostic in diagnostics:
+        lines += _section(diagnostic)
+    return "\n".join(lines) + "\n"
+
+
+def _headline(publication: Publication, failed: bool) -> str:
+    release = publication.release
+    what = f"{release.name} {release.version}" if release else "distributions"
+    where = f" to {release.index_name}" if release else ""
+    if publication.dry_run and not failed:
+        return f"🧪 Dry run: {what} would be published{where}"
+    if failed:
+        return f"❌ Publishing {what}{where} failed"
+    return f"✅ Published {what}{where}"
+
+
+def _what_is_where(publication: Publication) -> str:
+    results = publication.results
+    there = [md_code(r.dist.filename) for r in results if r.outcome.on_index]
+    missing = [md_code(r.dist.filename) for r in results if not r.outcome.on_index]
+    parts = []
+    if there:
+        parts.append(f"On the index: {', '.join(there)}.")
+    if missing:
+        parts.append(f"Not on the index: {', '.join(missing)}.")
+    if there and missing and not publication.dry_run:
+        parts.append(
+            "Re-running this job after the fix uploads the rest; files already there are "
+            "recognised."
+        )
+    return " ".join(parts)
 
 
 def _section(diagnostic: Diagnostic) -> list[str]:
-    where = f" (`{diagnostic.file}`)" if diagnostic.file else ""
-    lines = [f"### {_ICON[diagnostic.level]} {diagnostic.title}{where}", "", diagnostic.message, ""]
+    where = f" ({md_code(diagnostic.file)})" if diagnostic.file else ""
+    title = md_text(diagnostic.title)
+    lines = [f"### {_ICON[diagnostic.level]} {title}{where}", "", diagnostic.message, ""]
     if diagnostic.fix:
         lines += [f"**Fix:** {diagnostic.fix}", ""]
     if diagnostic.details:
@@ -132,8 +218,8 @@ def _section(diagnostic: Diagnostic) -> list[str]:
 
 def _size(size: int) -> str:
     value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:.1f} GB"

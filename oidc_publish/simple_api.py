@@ -1,30 +1,43 @@
-"""Which files the index already has for a project, with their sha256 (PEP 503 / PEP 691).
+"""What a project's page on the index says (PEP 503 HTML, PEP 691 JSON, PEP 700, PEP 792).
 
-Used to tell an identical file from a different one when the index says a name is taken,
-and to give each uploaded file its download URL.
+Pure parsing: pages are fetched by `index.IndexClient`. Only https:// file URLs are kept,
+because they reach links in the summary and the `files` output. A page that is malformed
+parses to None: "the index won't say", never an error of the action.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urldefrag, urljoin
 
-from oidc_publish.network import GaveUp, RetryPolicy, retrying, send
-
-if TYPE_CHECKING:
-    import httpx
-
-    from oidc_publish.index_urls import Index
-
 ACCEPT = "application/vnd.pypi.simple.v1+json, text/html;q=0.2"
+JSON_ONLY = "application/vnd.pypi.simple.v1+json"
+
+ACTIVE = "active"
+ARCHIVED = "archived"
+QUARANTINED = "quarantined"
+DEPRECATED = "deprecated"
 
 
 @dataclass(frozen=True)
 class IndexedFile:
     url: str
     sha256: str | None
+    # PEP 700; only JSON pages carry it, and indexes may leave it out.
+    upload_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    """A project's simple API page in its JSON form (PEP 691, 700, 792)."""
+
+    files: dict[str, IndexedFile] = field(default_factory=dict)
+    # PEP 792: "active" when the index names none; lower-cased, unknown values kept as given.
+    status: str = ACTIVE
+    status_reason: str | None = None
 
 
 def _anchors(html: str) -> list[tuple[str, str]]:
@@ -56,41 +69,86 @@ def _anchors(html: str) -> list[tuple[str, str]]:
     return links
 
 
-def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFile]:
-    files: dict[str, IndexedFile] = {}
+def _https(url: str) -> str:
+    return url if url.startswith("https://") else ""
+
+
+def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFile] | None:
+    """The files a project page lists, from JSON or HTML; None for a page that is not one."""
     if "json" in content_type:
-        for entry in json.loads(body).get("files", []):
-            files[entry["filename"]] = IndexedFile(
-                urljoin(page_url, entry["url"]), entry.get("hashes", {}).get("sha256")
-            )
-        return files
+        page = parse_project_page(page_url, body)
+        return page.files if page is not None else None
+    files: dict[str, IndexedFile] = {}
     for href, text in _anchors(body.decode("utf-8", errors="replace")):
         url, fragment = urldefrag(urljoin(page_url, href))
         name = text or url.rsplit("/", 1)[-1]
         algorithm, _, digest = fragment.partition("=")
-        files[name] = IndexedFile(url, digest if algorithm == "sha256" else None)
+        files[name] = IndexedFile(_https(url), digest if algorithm == "sha256" else None)
     return files
 
 
-def project_files(
-    http: httpx.Client, index: Index, project: str, policy: RetryPolicy
-) -> dict[str, IndexedFile] | None:
-    """The project's files on the index; empty if it has none, None if the index won't say."""
-    url = index.project_simple_url(project)
+def upload_time(value: object) -> datetime | None:
+    """PEP 700's `upload-time` (ISO 8601 in UTC, `Z`, fraction optional), or None."""
+    if not isinstance(value, str):
+        return None
     try:
-        response = retrying(
-            # Indexes redirect a non-normalised name to the normalised page.
-            lambda: send(http, "GET", url, headers={"Accept": ACCEPT}, follow_redirects=True),
-            policy,
-            lambda _: None,
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def parse_project_page(page_url: str, body: bytes) -> ProjectPage | None:
+    """The page in PEP 691 JSON, or None if it is not a well-formed version 1 page."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    meta = document.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    api_version = meta.get("api-version")
+    if isinstance(api_version, str) and api_version.split(".", 1)[0] != "1":
+        return None
+    files = _json_files(page_url, document.get("files", []))
+    if files is None:
+        return None
+    status, reason = _project_status(document, meta)
+    return ProjectPage(files, status, reason)
+
+
+def _json_files(page_url: str, entries: object) -> dict[str, IndexedFile] | None:
+    if not isinstance(entries, list):
+        return None
+    files: dict[str, IndexedFile] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            return None
+        name, url = entry.get("filename"), entry.get("url")
+        if not isinstance(name, str) or not isinstance(url, str):
+            return None
+        hashes = entry.get("hashes")
+        sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
+        files[name] = IndexedFile(
+            _https(urljoin(page_url, url)),
+            sha256 if isinstance(sha256, str) else None,
+            upload_time(entry.get("upload-time")),
         )
-    except GaveUp:
-        return None
-    if response.status_code == 404:
-        return {}
-    if response.status_code != 200:
-        return None
-    try:
-        return parse(str(response.url), response.headers.get("content-type", ""), response.content)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+    return files
+
+
+def _project_status(document: dict[str, Any], meta: dict[str, Any]) -> tuple[str, str | None]:
+    """PEP 792's marker: a top-level `project-status` object with `status` and `reason`.
+
+    That is what PyPI serves. The simple API specification's example shows the marker as
+    `project-status` / `project-status-reason` strings under `meta`, so that form is read too.
+    """
+    marker = document.get("project-status")
+    if isinstance(marker, dict):
+        status, reason = marker.get("status"), marker.get("reason")
+    else:
+        status, reason = meta.get("project-status"), meta.get("project-status-reason")
+    status = status.strip().lower() if isinstance(status, str) and status.strip() else ACTIVE
+    reason = reason.strip() if isinstance(reason, str) and reason.strip() else None
+    return status, reason

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import pytest
 
 from tests.localindex.clients import pip_install
+from tests.localindex.proc import isolate_pip
 from tests.localindex.runner import ActionRun, run_action
 from tests.localindex.server import LocalIndex
 
@@ -36,11 +37,13 @@ class Run(Protocol):
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_pip() -> Iterator[None]:
     """Any pip a test starts sees no machine-wide pip configuration."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [name for name in os.environ if name.startswith("PIP_")]:
-            patch.delenv(name)
-        patch.setenv("PIP_CONFIG_FILE", os.devnull)
+    saved = dict(os.environ)
+    isolate_pip()
+    try:
         yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

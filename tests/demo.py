@@ -9,21 +9,19 @@ index with pip. Prints what a maintainer would see: the job log, the step summar
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from tests.localindex.clients import pip_install
 from tests.localindex.dists import make_sdist, make_wheel
+from tests.localindex.proc import isolate_pip
 from tests.localindex.runner import run_action
 from tests.localindex.server import LocalIndex
 
 
 def main() -> int:
-    for name in [name for name in os.environ if name.startswith("PIP_")]:
-        del os.environ[name]
-    os.environ["PIP_CONFIG_FILE"] = os.devnull
+    isolate_pip()
     with tempfile.TemporaryDirectory() as scratch, LocalIndex() as index:
         workspace = Path(scratch) / "workspace"
         make_wheel(workspace / "dist", "sample-project", "1.0.0")

@@ -7,7 +7,6 @@ tests/test_supply_chain.py covers what can be checked without Docker.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ import pytest
 
 from tests.conftest import Run
 from tests.container import docker_command
-from tests.localindex.dists import make_wheel
+from tests.localindex.dists import make_wheel, sha256
 from tests.localindex.server import LocalIndex
 from tests.tools import ROOT
 
@@ -53,7 +52,7 @@ def test_the_image_publishes_as_a_container_action(
     index: LocalIndex, workspace: Path, run: Run, container: str
 ) -> None:
     wheel = make_wheel(workspace / "dist", "container-probe", "1.0.0")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    digest = sha256(wheel)
 
     result = run(python=container, timeout=600)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from oidc_publish.credentials import password_notice
+from oidc_publish.diagnosis import password_notice
 from oidc_publish.index_urls import PYPI_UPLOAD, TESTPYPI_UPLOAD, Index
 from oidc_publish.runner import RunnerContext
 
@@ -17,6 +17,7 @@ def context(**changes: object) -> RunnerContext:
         "server_url": "https://github.com",
         "repository": "octo-org/sample-project",
         "workflow_ref": "octo-org/sample-project/.github/workflows/release.yml@refs/tags/v1",
+        "ref": "refs/tags/v1",
         "workspace": Path(),
         "can_request_id_token": False,
         "summary_path": None,

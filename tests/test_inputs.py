@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oidc_publish.errors import InvalidInput
+from oidc_publish.errors import InvalidInput, InvalidRepositoryUrl
 from oidc_publish.index_urls import PYPI_UPLOAD
 from oidc_publish.inputs import Inputs
 
@@ -73,7 +73,7 @@ def test_bad_boolean_names_the_input_and_the_fix() -> None:
     with pytest.raises(InvalidInput) as caught:
         Inputs.from_env({"INPUT_SKIP-EXISTING": "sometimes"})
     assert "`skip-existing`" in caught.value.message
-    assert "'sometimes'" in caught.value.message
+    assert "`sometimes`" in caught.value.message
     assert "`true` or `false`" in caught.value.message
 
 
@@ -92,10 +92,46 @@ def test_bad_boolean_names_the_input_and_the_fix() -> None:
     ],
 )
 def test_wrong_repository_url_names_the_right_one(url: str, suggestion: str) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(InvalidRepositoryUrl) as caught:
         Inputs.from_env({"INPUT_REPOSITORY-URL": url})
     assert "`repository-url`" in caught.value.message
-    assert f"use {suggestion}" in caught.value.message
+    assert f"Use `{suggestion}`." in caught.value.fix
+
+
+@pytest.mark.parametrize(
+    "url", ["HTTPS://upload.pypi.org/legacy/", "https://upload.pypi.org:443/legacy/"]
+)
+def test_pypi_spelt_another_way_is_named_as_such(url: str) -> None:
+    with pytest.raises(InvalidRepositoryUrl) as caught:
+        Inputs.from_env({"INPUT_REPOSITORY-URL": url})
+    assert "spelt another way" in caught.value.message
+    assert "trailing slash" not in caught.value.message
+    assert f"Use `{PYPI_UPLOAD}`." in caught.value.fix
+
+
+def test_credentials_in_the_url_are_refused_without_being_repeated() -> None:
+    with pytest.raises(InvalidRepositoryUrl) as caught:
+        Inputs.from_env({"INPUT_REPOSITORY-URL": "https://alice:s3cret-pw@index.example/legacy/"})
+    text = caught.value.message + caught.value.fix
+    assert "s3cret-pw" not in text
+    assert "alice" not in text
+    assert "`password`" in text
+    assert "https://index.example/legacy/" in text
+
+
+@pytest.mark.parametrize("name", ["packages-dir", "repository-url", "user", "verbose"])
+def test_a_line_break_in_any_input_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Inputs.from_env({f"INPUT_{name.upper()}": "dist\n::stop-commands::x"})
+    assert f"`{name}`" in caught.value.message
+    assert "stop-commands" not in caught.value.message
+
+
+def test_a_password_http_cannot_carry_is_an_input_error() -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Inputs.from_env({"INPUT_PASSWORD": "pypi-tökén-ŧ"})
+    assert "`password`" in caught.value.message
+    assert "pypi-" not in caught.value.message
 
 
 def test_a_private_index_url_is_accepted_as_given() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import socket
+import ssl
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -15,7 +18,7 @@ from twine.commands.check import check
 
 from tests.localindex import identity
 from tests.localindex.clients import https_client, id_token, mint_token, pip_install, twine_upload
-from tests.localindex.dists import BROKEN_RST, make_sdist, make_wheel
+from tests.localindex.dists import BROKEN_RST, make_sdist, make_wheel, sha256
 from tests.localindex.oidc import default_publisher
 from tests.localindex.runner import Annotation, run_action
 from tests.localindex.server import Fault, LocalIndex
@@ -24,10 +27,6 @@ NOT_FOUND = (
     "valid token, but no corresponding publisher (Publisher with matching claims was not found)"
 )
 STATIC_TOKEN = "pypi-static-token-for-tests"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def mint(index: LocalIndex, token: str, path: str = "/_/oidc/mint-token") -> httpx.Response:
@@ -373,3 +372,198 @@ def test_runner_builds_the_containers_environment_and_reads_commands_back(
     assert without.leaked(index) == []
     with pytest.raises(ValueError, match="no-such-input"):
         run_action(index, workspace, {"no-such-input": "x"}, entrypoint=entrypoint)
+
+
+def test_a_drip_sends_headers_at_once_then_a_byte_at_a_time(index: LocalIndex) -> None:
+    index.faults("simple", Fault.drip(size=4, every=0.2))
+
+    with https_client(index, timeout=0.5) as client:
+        started = time.monotonic()
+        with client.stream("GET", "/simple/sample-project/") as answer:
+            headers_after = time.monotonic() - started
+            body = answer.read()
+        total = time.monotonic() - started
+
+    assert headers_after < 0.2
+    # No single read waited 0.5 s, yet the whole answer took longer than that.
+    assert total >= 0.8
+    assert (answer.status_code, answer.headers["Content-Length"], body) == (200, "4", b"{   ")
+    assert index.log == [("simple", "GET", "/simple/sample-project/", 200)]
+
+
+@pytest.mark.parametrize("kind", ["json", "html"])
+def test_a_huge_body_is_generated_as_it_is_sent(index: LocalIndex, kind: str) -> None:
+    size = 64 * 1024 * 1024 + 7
+    index.faults("simple", Fault.huge(size, kind), Fault.huge(100_000, kind))  # type: ignore[arg-type]
+
+    with https_client(index, timeout=30) as client:
+        with client.stream("GET", "/simple/sample-project/") as answer:
+            received = sum(len(chunk) for chunk in answer.iter_raw())
+        small = client.get("/simple/sample-project/")
+
+    assert received == size == int(answer.headers["Content-Length"])
+    assert len(small.content) == 100_000
+    if kind == "json":
+        assert answer.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json"
+        assert small.json()["meta"] == {"api-version": "1.4"}
+    else:
+        assert answer.headers["Content-Type"].startswith("text/html")
+        assert small.text.endswith("</body></html>\n")
+
+
+def test_a_reason_phrase_goes_out_raw_control_characters_included(index: LocalIndex) -> None:
+    reason = "File already exists ##[stop-commands]x\r::add-mask::y"
+    index.faults("upload", Fault.status(400, reason), Fault.status(400, reason))
+    trust = ssl.create_default_context(cafile=str(index.ca_pem))
+    request = b"POST /legacy/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+
+    with (
+        socket.create_connection(("127.0.0.1", index.port)) as raw,
+        trust.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(request)
+        status_line = tls.makefile("rb").readline()
+    with https_client(index) as client, pytest.raises(httpx.RemoteProtocolError):
+        # A strict client (h11) refuses the status line; a lax one reads it through.
+        client.post("/legacy/")
+
+    assert status_line == b"HTTP/1.1 400 " + reason.encode() + b"\r\n"
+
+
+def test_a_redirect_to_plain_http_and_odd_headers(index: LocalIndex) -> None:
+    index.faults(
+        "simple",
+        Fault.redirect(301),
+        Fault.redirect(302, "/simple/other/"),
+        Fault.status(503, headers={"Retry-After": "²"}),
+    )
+
+    with https_client(index) as client:
+        moved = client.get("/simple/sample-project/?format=json")
+        found = client.get("/simple/sample-project/")
+        unavailable = client.get("/simple/")
+
+    assert moved.status_code == 301
+    assert moved.headers["Location"] == (
+        f"http://127.0.0.1:{index.port}/simple/sample-project/?format=json"
+    )
+    assert (found.status_code, found.headers["Location"]) == (
+        302,
+        f"http://127.0.0.1:{index.port}/simple/other/",
+    )
+    assert (b"Retry-After", "²".encode("latin-1")) in unavailable.headers.raw
+
+
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def simple_json(index: LocalIndex, project: str = "sample-project") -> httpx.Response:
+    with https_client(index) as client:
+        return client.get(
+            f"/simple/{project}/", headers={"Accept": SIMPLE_JSON, "Cache-Control": "no-cache"}
+        )
+
+
+def test_simple_api_answers_json_when_asked_with_upload_times_and_status(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    old = make_wheel(tmp_path, "sample-project", "0.9")
+    index.add_file(old, uploaded_at=1_700_000_000.25)
+    before = time.time()
+    twine_upload(index, wheel, mint_token(index))
+
+    answer = simple_json(index)
+    with https_client(index) as client:
+        page = client.get("/simple/sample-project/", headers={"Accept": "text/html"})
+        root = client.get("/simple/", headers={"Accept": f"text/html;q=0.5, {SIMPLE_JSON}"})
+        redirect = client.get("/simple/Sample_Project/")
+
+    assert answer.headers["Content-Type"] == SIMPLE_JSON
+    body = answer.json()
+    assert body["meta"] == {"api-version": "1.4"}
+    assert body["project-status"] == {"status": "active"}
+    assert (body["name"], body["versions"]) == ("sample-project", ["0.9", "1.0.0"])
+    by_name = {file["filename"]: file for file in body["files"]}
+    assert by_name[old.name]["upload-time"] == "2023-11-14T22:13:20.250000Z"
+    new = by_name[wheel.name]
+    assert new["hashes"] == {"sha256": sha256(wheel)}
+    assert new["url"] == f"{index.url}/packages/{wheel.name}"
+    assert new["provenance"] is None
+    assert new["size"] == wheel.stat().st_size
+    uploaded = datetime.fromisoformat(new["upload-time"].replace("Z", "+00:00")).timestamp()
+    assert before - 1 <= uploaded <= time.time()
+    assert page.headers["Content-Type"] == "text/html"
+    assert f"{wheel.name}#sha256={sha256(wheel)}" in page.text
+    assert '<meta name="pypi:project-status" content="active">' in page.text
+    assert root.json()["projects"] == [{"name": "sample-project"}]
+    assert (redirect.status_code, redirect.headers["Location"]) == (301, "/simple/sample-project/")
+    with https_client(index) as client:
+        assert client.get(new["url"]).content == wheel.read_bytes()
+
+
+def test_project_status_is_listed_and_closes_uploads(index: LocalIndex, tmp_path: Path) -> None:
+    index.add_file(make_wheel(tmp_path, "sample-project", "0.9"))
+    index.project_status["sample-project"] = "archived"
+    index.project_status_reason["sample-project"] = "moved to other-project"
+
+    refused = twine_upload(index, make_wheel(tmp_path, "sample-project", "1.0"), mint_token(index))
+
+    assert simple_json(index).json()["project-status"] == {
+        "status": "archived",
+        "reason": "moved to other-project",
+    }
+    assert refused.status_code == 400
+    index.project_status["sample-project"] = "quarantined"
+    assert simple_json(index).json()["files"] == []
+
+
+def test_no_new_files_in_a_release_older_than_14_days(index: LocalIndex, tmp_path: Path) -> None:
+    token = mint_token(index)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    index.add_file(wheel, uploaded_at=time.time() - 15 * 24 * 3600)
+
+    again = twine_upload(index, wheel, token)
+    sdist = twine_upload(index, make_sdist(tmp_path, "sample-project", "1.0.0"), token)
+    other_release = twine_upload(index, make_wheel(tmp_path, "sample-project", "1.0.1"), token)
+
+    assert again.status_code == 200  # the same bytes again change nothing
+    assert (sdist.status_code, sdist.reason) == (
+        400,
+        "Uploading new files to releases older than 14 days is not allowed.",
+    )
+    assert other_release.status_code == 200
+
+
+def test_only_one_sdist_per_release(index: LocalIndex, tmp_path: Path) -> None:
+    token = mint_token(index)
+    first = make_sdist(tmp_path, "sample-project", "1.0.0")
+    second = make_sdist(tmp_path, "sample-project", "1.0.0", filename="sample-project-1.0.0.tar.gz")
+
+    assert twine_upload(index, first, token).status_code == 200
+    refused = twine_upload(index, second, token)
+
+    assert (refused.status_code, refused.reason) == (
+        400,
+        "Only one sdist may be uploaded per release.",
+    )
+
+
+def test_a_new_file_is_listed_after_some_reads_or_never(index: LocalIndex, tmp_path: Path) -> None:
+    token = mint_token(index)
+    index.listing_delay = 2
+    twine_upload(index, make_wheel(tmp_path, "sample-project", "1.0.0"), token)
+
+    reads = [simple_json(index).status_code for _ in range(3)]
+
+    assert reads == [404, 404, 200]
+    assert [request.headers.get("Cache-Control") for request in index.simple_requests] == [
+        "no-cache"
+    ] * 3
+    index.listing_delay = "never"
+    hidden = make_wheel(tmp_path, "sample-project", "1.0.1")
+    twine_upload(index, hidden, token)
+    for _ in range(5):
+        names = [file["filename"] for file in simple_json(index).json()["files"]]
+        assert hidden.name not in names
+    assert hidden.name in index.files()

@@ -20,8 +20,8 @@ def results(run: ActionRun) -> dict[str, str]:
     rows = {}
     for line in run.summary.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) == 4 and "`" in cells[0]:
-            rows[cells[0].split("`")[1]] = cells[3]
+        if len(cells) == 5 and "`" in cells[0]:
+            rows[cells[0].split("`")[1]] = cells[4]
     return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -24,6 +25,7 @@ class Script:
         self.retry_after = retry_after
         self.calls = 0
         self.waits: list[float] = []
+        self.now = 0.0
 
     def attempt(self) -> str:
         self.calls += 1
@@ -31,13 +33,16 @@ class Script:
             raise Transient("HTTP 503", self.retry_after)
         return "ok"
 
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
     def run(self, policy: RetryPolicy) -> str:
         notices: list[RetryNotice] = []
         result = retrying(
             self.attempt,
-            policy,
+            replace(policy, sleep=self.sleep, clock=lambda: self.now),
             notices.append,
-            sleep=self.waits.append,
             rng=random.Random(7),  # noqa: S311 - jitter
         )
         assert [n.delay for n in notices] == self.waits
@@ -89,12 +94,22 @@ def test_other_errors_are_not_retried() -> None:
         raise ValueError("422")
 
     with pytest.raises(ValueError, match="422"):
-        retrying(attempt, RetryPolicy(), lambda _: None, sleep=lambda _: None)
+        retrying(attempt, RetryPolicy(sleep=lambda _: None), lambda _: None)
     assert calls == 1
+
+
+def test_a_call_has_a_deadline_over_all_its_attempts() -> None:
+    script = Script(failures=100, retry_after=10)
+    with pytest.raises(GaveUp):
+        script.run(RetryPolicy(attempts=100, cap=30, budget=1000, deadline=25))
+    assert script.waits == [10, 10]
 
 
 def test_retry_after_formats() -> None:
     assert parse_retry_after("7") == 7.0
+    # str.isdigit() takes these; float() does not, and neither does the parser.
+    assert parse_retry_after("\u00b2") is None
+    assert parse_retry_after("\u0661\u0662") is None
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0

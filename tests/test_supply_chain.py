@@ -1,32 +1,29 @@
 """What the image is made of: requirements.txt, the Dockerfile, .dockerignore.
 
-No Docker engine is needed. The Dockerfile's build stage is run as written: its
-`pip install` line, by a fresh virtualenv's pip, into the prefix it names. The
-image's stage is reproduced from there: what its COPY --from takes goes into a
-virtualenv without pip, standing for the image's Python; what it copies from the
-build context goes into a directory standing for the image's filesystem; its
-check that pip is gone runs against both Pythons; and its ENTRYPOINT publishes
-to the local index. A broken lock, install line, COPY or entrypoint fails here
-first. The image's package metadata shows that the lock is complete, without
-asking any index.
+No Docker engine is needed. The Dockerfile is read stage by stage by
+tests.localindex.dockerfile, and the image is built by tests.localindex.image,
+the one emulation the benchmark uses too: the build stage's `pip install` line
+runs as written, by a fresh virtualenv's pip, into the prefix it names; what the
+image's COPY --from takes goes into a virtualenv without pip, standing for the
+image's Python; what it copies from the build context goes into a directory
+standing for the image's filesystem; its check that pip is gone runs there. Here
+that check runs against both Pythons too, the rm is checked against pip's own
+RECORD, and the ENTRYPOINT publishes to the local index. A broken lock, install
+line, COPY or entrypoint fails here first. The image's package metadata shows
+that the lock is complete, without asking any index.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
-import hashlib
 import itertools
 import json
-import os
 import platform
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import tomllib
-import venv
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -38,8 +35,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from tests.conftest import Run
-from tests.dockerfile import Copy, Stage, stages
-from tests.localindex.dists import make_wheel
+from tests.localindex import proc
+from tests.localindex.dists import make_wheel, sha256
+from tests.localindex.dockerfile import Copy, Stage, stages
+from tests.localindex.image import Dockerfile, Image, build_image
+from tests.localindex.image import context_copies as image_context_copies
 from tests.localindex.server import LocalIndex
 from tests.logical_lines import logical_lines
 from tests.tools import ROOT
@@ -179,12 +179,7 @@ def dockerfile() -> tuple[Stage, Stage]:
 
 def context_copies(stage: Stage) -> list[tuple[str, PurePosixPath]]:
     """(source, destination) for each file or folder `stage` copies from the build context."""
-    return [
-        (source, PurePosixPath(copy.destination))
-        for copy in stage.copies()
-        if copy.stage is None
-        for source in copy.sources
-    ]
+    return [(source, PurePosixPath(dest)) for source, dest in image_context_copies(stage)]
 
 
 def option(argv: list[str], name: str) -> str:
@@ -315,79 +310,23 @@ def test_build_context_is_what_the_image_copies_and_nothing_else() -> None:
         assert dockerignore_excludes(path), f".dockerignore lets {path} into the build context"
 
 
-@dataclass(frozen=True)
-class Image:
-    """The image reproduced without Docker: its filesystem root and its Python, and the
-    build stage's Python with the packages it installed for the image to take."""
-
-    root: Path
-    python: Path
-    build_python: Path
-    packages: Path
-
-    def path(self, inside: PurePosixPath | str) -> Path:
-        return self.root / PurePosixPath(inside).relative_to("/")
-
-
-def under(root: Path, argument: str) -> str:
-    """`argument` with the absolute path it names (`/x` or `--option=/x`) moved under `root`."""
-    name, equals, value = argument.rpartition("=")
-    if not value.startswith("/"):
-        return argument
-    return f"{name}{equals}{root / value.lstrip('/')}"
-
-
-def copy_context(copies: list[tuple[str, PurePosixPath]], root: Path) -> None:
-    for source, destination in copies:
-        target = root / destination.relative_to("/")
-        if (ROOT / source).is_dir():
-            # .dockerignore keeps caches out of the real build context.
-            shutil.copytree(
-                ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__", "*.py[co]")
-            )
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / source, target)
+def test_emulation_reproduces_the_dockerfile_as_read_here() -> None:
+    # The emulated image is built from the very lines the tests above check.
+    build, final = dockerfile()
+    emulated = Dockerfile.read()
+    assert (emulated.build, emulated.final) == (build, final)
+    assert emulated.install == pip_install()
+    remove, check, compile_all = image_run()
+    assert (emulated.remove, emulated.check) == (remove, check)
+    assert emulated.compile_options + [str(p) for p in emulated.compile_paths] == compile_all[3:]
+    assert emulated.packages in final.copies()
+    assert emulated.env == final.env()
 
 
 @pytest.fixture(scope="session")
 def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
-    base = tmp_path_factory.mktemp("image")
-    build, final = dockerfile()
-    here = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-
-    # The build stage: what it copies, then its pip install as written, run by a fresh
-    # venv's pip under the stage's ENV, its paths inside the stage mapped under build_root.
-    build_root = base / "build"
-    copy_context(context_copies(build), build_root)
-    builder = base / "build-venv"
-    venv.EnvBuilder(with_pip=True).create(builder)
-    build_python = builder / "bin" / "python"
-    arguments = [under(build_root, argument) for argument in pip_install()[1:]]
-    done = subprocess.run(
-        [str(build_python), "-m", "pip", *arguments],
-        env=os.environ | build.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, f"the Dockerfile's pip install failed:\n{done.stderr}"
-
-    # The image: a Python without pip, and what the image's COPYs take. This
-    # interpreter's version stands for the image's in both lib/pythonX.Y paths.
-    root = base / "root"
-    copy_context(context_copies(final), root)
-    environment = base / "venv"
-    venv.EnvBuilder(with_pip=False).create(environment)
-    (taken,) = [copy for copy in final.copies() if copy.stage == build.name]
-    (source,) = taken.sources
-    packages = build_root / source.lstrip("/").replace(f"python{PYTHON}", here)
-    assert packages.is_dir(), f"pip installed nothing where the image's COPY --from looks: {source}"
-    destination = PurePosixPath(taken.destination).relative_to(SITE_PACKAGES)
-    shutil.copytree(
-        packages, environment / "lib" / here / "site-packages" / destination, dirs_exist_ok=True
-    )
-    return Image(root, environment / "bin" / "python", build_python, packages)
+    # Both stages as tests.localindex.image reproduces them, the image's bytecode left out.
+    return build_image(tmp_path_factory.mktemp("image"), compile_bytecode=False)
 
 
 def installed(python: Path) -> dict[str, dict[str, Any]]:
@@ -397,7 +336,7 @@ def installed(python: Path) -> dict[str, dict[str, Any]]:
         "print(json.dumps({d.metadata['Name']: {'version': d.version,"
         " 'requires': d.requires or []} for d in m.distributions()}))"
     )
-    done = subprocess.run([str(python), "-c", dump], capture_output=True, text=True, check=True)
+    done = proc.run([python, "-c", dump])
     packages: dict[str, dict[str, Any]] = json.loads(done.stdout)
     return {canonicalize_name(name): info for name, info in packages.items()}
 
@@ -438,8 +377,7 @@ print(json.dumps({
 
 
 def test_image_removes_pip_with_everything_it_installed_and_nothing_else(image: Image) -> None:
-    remove, _, _ = image_run()
-    patterns = remove[2:]
+    patterns = image.dockerfile.remove[2:]
 
     def removed(path: PurePosixPath) -> bool:
         # rm -rf takes a matched folder with everything in it.
@@ -451,10 +389,7 @@ def test_image_removes_pip_with_everything_it_installed_and_nothing_else(image: 
 
     # pip as ensurepip installs it, read from the build venv's own RECORD and
     # placed where the base image has it: the venv's prefix is /usr/local there.
-    done = subprocess.run(
-        [str(image.build_python), "-c", PIP_FILES], capture_output=True, text=True, check=True
-    )
-    found = json.loads(done.stdout)
+    found = json.loads(proc.run([image.build_python, "-c", PIP_FILES]).stdout)
 
     def in_image(path: str, prefix: str) -> PurePosixPath:
         parts = PurePosixPath(path).relative_to(prefix).parts
@@ -478,17 +413,13 @@ def test_image_removes_pip_with_everything_it_installed_and_nothing_else(image: 
 
 
 def test_image_build_fails_while_pip_or_setuptools_can_be_imported(image: Image) -> None:
-    _, check, _ = image_run()
-    _, final = dockerfile()
-    env = os.environ | final.env()
-    done = subprocess.run(
-        [str(image.python), *check[1:]], env=env, capture_output=True, text=True, check=False
-    )
+    check = image.dockerfile.check[1:]
+    env = proc.pip_free_env() | image.env
+    # build_image ran it already; the image's Python passes it.
+    done = proc.run([image.python, *check], env=env, check=False)
     assert done.returncode == 0, done.stderr
     # The build stage's Python has pip: the same check there must fail, and say so.
-    builder = subprocess.run(
-        [str(image.build_python), *check[1:]], env=env, capture_output=True, text=True, check=False
-    )
+    builder = proc.run([image.build_python, *check], env=env, check=False)
     assert builder.returncode != 0
     assert "'pip'" in builder.stderr, builder.stderr
 
@@ -526,9 +457,11 @@ def test_image_entrypoint_publishes_to_the_local_index(
     entrypoint = json.loads(instruction.arguments)
     assert entrypoint[0] == "python", "the ENTRYPOINT runs the image's own python"
     (script,) = entrypoint[1:]
+    assert image.entrypoint == image.path(script)
 
     wheel = make_wheel(workspace / "dist", "supply-chain-probe", "1.0.0")
-    result = run(python=str(image.python), entrypoint=image.path(script))
+    # The image's Python, its ENV, its entrypoint script.
+    result = run(python=str(image.python), env=image.env, entrypoint=image.entrypoint)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert index.files() == {wheel.name: hashlib.sha256(wheel.read_bytes()).hexdigest()}
+    assert index.files() == {wheel.name: sha256(wheel)}

@@ -1,5 +1,11 @@
-"""A local PyPI and GitHub OIDC service, distributions to publish, and a runner to run the action.
+"""The development package: a local PyPI and GitHub OIDC service, distributions to publish,
+a runner to run the action, and the action's image without Docker.
 
-See server.py (the index), dists.py (wheels and sdists), runner.py (the action as
-GitHub's runner starts it) and clients.py (direct calls, as twine and pip make them).
+server.py (LocalIndex: routes and settings) over transport.py (HTTPS, faults, the log),
+multipart.py (upload forms) and pypi.py (PyPI's rules and simple API); oidc.py and
+identity.py (GitHub's tokens, PyPI's publishers); dists.py (wheels and sdists, sha256);
+runner.py (the action as GitHub's runner starts it, and what the runner reads back);
+image.py (the Dockerfile's two stages reproduced in venvs) over dockerfile.py (the
+Dockerfile read stage by stage); clients.py (direct calls, as twine and pip make them);
+proc.py (subprocesses, and environments without pip configuration).
 """

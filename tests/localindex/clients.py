@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import requests
 from twine.package import PackageFile
 from twine.repository import Repository
 
+from tests.localindex.proc import pip_free_env, run
 from tests.localindex.server import LocalIndex
 
 
@@ -56,16 +56,6 @@ def twine_upload(
         repository.close()
 
 
-def pip_env() -> dict[str, str]:
-    """This process's environment without pip configuration.
-
-    The machine's pip config adds indexes and find-links; a pip under test must see
-    the local index only.
-    """
-    environ = {name: value for name, value in os.environ.items() if not name.startswith("PIP_")}
-    return environ | {"PIP_CONFIG_FILE": os.devnull}
-
-
 def pip_install(
     index: LocalIndex, requirement: str, target: Path
 ) -> subprocess.CompletedProcess[str]:
@@ -88,8 +78,6 @@ def pip_install(
         requirement,
     ]
     # pip's requests would take REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE over --cert.
-    environ = pip_env() | {"REQUESTS_CA_BUNDLE": str(index.ca_pem)}
+    environ = pip_free_env() | {"REQUESTS_CA_BUNDLE": str(index.ca_pem)}
     environ.pop("CURL_CA_BUNDLE", None)
-    return subprocess.run(
-        command, env=environ, capture_output=True, text=True, timeout=120, check=False
-    )
+    return run(command, env=environ, timeout=120, check=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,8 @@ ACTION_YML = REPO_ROOT / "action.yml"
 # The runner's unescaping: sequential replacements in this order, "%25" last.
 _DATA_ESCAPES = (("%0D", "\r"), ("%0A", "\n"), ("%25", "%"))
 _PROPERTY_ESCAPES = (("%0D", "\r"), ("%0A", "\n"), ("%3A", ":"), ("%2C", ","), ("%25", "%"))
+# The older `##[...]` syntax unescapes data and properties alike.
+_V1_ESCAPES = (("%3B", ";"), ("%0D", "\r"), ("%0A", "\n"), ("%5D", "]"), ("%25", "%"))
 
 
 @dataclass(frozen=True)
@@ -56,28 +59,38 @@ class ActionRun:
         """Everything the run wrote where a reader could see it, for secret scans."""
         return "\n".join((self.stdout, self.stderr, self.summary, self.outputs_raw))
 
-    def leaked(self, index: LocalIndex) -> list[str]:
-        """The index's secrets that appear anywhere in all_text(), but in `::add-mask::`.
+    def reading(self) -> LogReading:
+        """stdout then stderr through the runner's command processing.
 
-        The runner consumes mask commands and never shows them; everywhere else a secret
-        would be in plain sight for anyone who can read the log.
+        The runner reads both streams into one log; their interleaving is lost here, so
+        stdout is read first, and a `stop-commands` left open on stdout holds for stderr.
         """
-        text = "\n".join(
-            line for line in self.all_text().splitlines() if not line.startswith("::add-mask::")
-        )
+        return read_log([*split_lines(self.stdout), *split_lines(self.stderr)])
+
+    def leaked(self, index: LocalIndex) -> list[str]:
+        """The index's secrets that appear anywhere a reader could see them.
+
+        Only an `add-mask` the runner really processes is consumed and never shown: a
+        mask line printed while commands are stopped, or one that is not a command at all
+        (`x ::add-mask::...`), is plain text in the log. Masking is not counted on: a
+        secret in a visible line leaks, masked or not.
+        """
+        lines = [line for line, _ in self.reading().visible]
+        text = "\n".join((*lines, self.summary, self.outputs_raw))
         return [secret for secret in index.secrets() if secret in text]
 
     def log(self) -> str:
-        """The job log as GitHub shows it: mask commands consumed, masked values starred."""
-        lines = [
-            line
-            for line in (self.stdout + self.stderr).splitlines()
-            if not line.startswith("::add-mask::")
-        ]
-        text = "\n".join(lines)
-        for secret in sorted(self.masks, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """The job log as GitHub shows it: mask commands consumed, masked values starred.
+
+        A line is masked with the values masked before it, longest first.
+        """
+        shown = []
+        for line, masks in self.reading().visible:
+            masked = line
+            for secret in sorted(masks, key=len, reverse=True):
+                masked = masked.replace(secret, "***")
+            shown.append(masked)
+        return "\n".join(shown)
 
 
 def run_action(
@@ -147,9 +160,7 @@ def run_action(
         check=False,
     )
     outputs_raw = output_file.read_text(encoding="utf-8")
-    annotations, masks = parse_commands(
-        [*completed.stdout.splitlines(), *completed.stderr.splitlines()]
-    )
+    reading = read_log([*split_lines(completed.stdout), *split_lines(completed.stderr)])
     return ActionRun(
         returncode=completed.returncode,
         stdout=completed.stdout,
@@ -157,8 +168,8 @@ def run_action(
         summary=summary_file.read_text(encoding="utf-8"),
         outputs=parse_outputs(outputs_raw),
         outputs_raw=outputs_raw,
-        annotations=annotations,
-        masks=masks,
+        annotations=reading.annotations,
+        masks=reading.masks,
     )
 
 
@@ -262,53 +273,161 @@ def parse_outputs(text: str) -> dict[str, str]:
     return outputs
 
 
-def parse_commands(lines: Iterable[str]) -> tuple[list[Annotation], list[str]]:
-    """The annotations and masks among workflow command lines, parsed as the runner does."""
+# The commands the runner registers (ActionCommandManager's extensions and stop-commands);
+# a line naming any other command is plain text. Names compare ignoring case.
+REGISTERED_COMMANDS = frozenset(
+    {
+        "add-mask",
+        "add-matcher",
+        "add-path",
+        "debug",
+        "echo",
+        "endgroup",
+        "error",
+        "group",
+        "notice",
+        "remove-matcher",
+        "save-state",
+        "set-env",
+        "set-output",
+        "stop-commands",
+        "warning",
+    }
+)
+_ANNOTATIONS = frozenset({"error", "warning", "notice"})
+# The runner reads its child's output with .NET's ReadLine: CR, LF and CRLF end a line.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    properties: dict[str, str]
+    data: str
+
+
+@dataclass(frozen=True)
+class LogReading:
+    """What the runner makes of a step's output lines."""
+
+    annotations: list[Annotation]
+    masks: list[str]
+    """Every value masked, in order: a multi-line value whole, then each of its lines."""
+    visible: list[tuple[str, tuple[str, ...]]]
+    """Each line that reaches the job log, with the masks in force when it was written."""
+
+
+def split_lines(text: str) -> list[str]:
+    """Output split as the runner splits it (CR, LF, CRLF), the last empty piece dropped."""
+    lines = _LINE_BREAK.split(text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def read_log(lines: Iterable[str]) -> LogReading:
+    """ActionCommandManager.TryProcessCommand over every line, in order.
+
+    Each line is tried as `::name props::data` at its start (after whitespace), then as
+    the older `##[name props]data` anywhere in it; only registered names count. After
+    `stop-commands` with a token, every command is plain text until one named like the
+    token (`::token::` or `##[token]`); the stop and resume lines themselves stay visible.
+    An `add-mask` the runner processes is consumed (never shown) and masks its value, and,
+    when that value spans lines, each of its lines, from the next line on. Other command
+    lines stay in the reading's `visible` lines as they were printed (the runner shows
+    annotations and groups in their own form; their text is what matters here).
+    """
     annotations: list[Annotation] = []
     masks: list[str] = []
+    visible: list[tuple[str, tuple[str, ...]]] = []
+    registered = set(REGISTERED_COMMANDS)
     stop_token: str | None = None
     for line in lines:
-        parsed = _parse_command(line)
-        if parsed is None:
-            continue
-        command, properties, data = parsed
-        if stop_token is not None:
-            # `::stop-commands::TOKEN` ignores every command until `::TOKEN::`.
-            if command == stop_token:
+        command = parse_command(line, registered)
+        name = command.name.lower() if command else ""
+        if command is None or stop_token is not None:
+            if command is not None and stop_token and name == stop_token.lower():
+                registered.discard(name)
                 stop_token = None
-        elif command in {"error", "warning", "notice"}:
-            line_number = properties.get("line")
-            annotations.append(
-                Annotation(
-                    level=command,
-                    message=data,
-                    title=properties.get("title"),
-                    file=properties.get("file"),
-                    line=int(line_number) if line_number and line_number.isdigit() else None,
+            visible.append((line, tuple(masks)))
+            continue
+        if name == "stop-commands":
+            stop_token = command.data
+            registered.add(command.data.lower())
+            visible.append((line, tuple(masks)))
+        elif name == "add-mask":
+            # Whitespace alone is refused with a warning; the line is consumed either way.
+            if command.data.strip():
+                masks.append(command.data)
+                masks.extend(
+                    part
+                    for part in _LINE_BREAK.split(command.data)
+                    if part and part != command.data
                 )
-            )
-        elif command == "add-mask":
-            masks.append(data)
-        elif command == "stop-commands":
-            stop_token = data
-    return annotations, masks
+        else:
+            if name in _ANNOTATIONS:
+                line_number = command.properties.get("line")
+                annotations.append(
+                    Annotation(
+                        level=name,
+                        message=command.data,
+                        title=command.properties.get("title"),
+                        file=command.properties.get("file"),
+                        line=int(line_number) if line_number and line_number.isdigit() else None,
+                    )
+                )
+            visible.append((line, tuple(masks)))
+    return LogReading(annotations, masks, visible)
 
 
-def _parse_command(line: str) -> tuple[str, dict[str, str], str] | None:
-    """ActionCommand.TryParseV2: `::name key=value,key=value::data`, leading spaces allowed."""
+def parse_commands(lines: Iterable[str]) -> tuple[list[Annotation], list[str]]:
+    """The annotations and masks among workflow command lines, parsed as the runner does."""
+    reading = read_log(lines)
+    return reading.annotations, reading.masks
+
+
+def parse_command(line: str, registered: Iterable[str] = REGISTERED_COMMANDS) -> Command | None:
+    """ActionCommand.TryParseV2, then ActionCommand.TryParse, as the runner tries them."""
+    names = {name.lower() for name in registered}
+    return _parse_v2(line, names) or _parse_v1(line, names)
+
+
+def _parse_v2(line: str, registered: set[str]) -> Command | None:
+    """`::name key=value,key=value::data`, leading whitespace allowed."""
     line = line.lstrip()
     if not line.startswith("::"):
         return None
     info, separator, data = line[2:].partition("::")
     if not separator:
         return None
-    command, _, property_text = info.partition(" ")
+    name, space, property_text = info.partition(" ")
+    if name.lower() not in registered:
+        return None
     properties: dict[str, str] = {}
-    for item in property_text.strip().split(","):
-        key, _, value = item.partition("=")
-        if key and value:
-            properties[key.lower()] = _unescape(value, _PROPERTY_ESCAPES)
-    return command, properties, _unescape(data, _DATA_ESCAPES)
+    if space:
+        for item in property_text.strip().split(","):
+            key, _, value = item.partition("=")
+            if key and value:
+                properties[key.lower()] = _unescape(value, _PROPERTY_ESCAPES)
+    return Command(name, properties, _unescape(data, _DATA_ESCAPES))
+
+
+def _parse_v1(line: str, registered: set[str]) -> Command | None:
+    """`##[name key=value;key=value]data`, anywhere in the line."""
+    start = line.find("##[")
+    if start < 0:
+        return None
+    end = line.find("]", start)
+    if end < 0:
+        return None
+    name, space, property_text = line[start + 3 : end].partition(" ")
+    if name.lower() not in registered:
+        return None
+    properties: dict[str, str] = {}
+    if space:
+        for item in property_text.split(";"):
+            key, _, value = item.partition("=")
+            if key and value:
+                properties[key.lower()] = _unescape(value, _V1_ESCAPES)
+    return Command(name, properties, _unescape(line[end + 1 :], _V1_ESCAPES))
 
 
 def _unescape(value: str, escapes: Iterable[tuple[str, str]]) -> str:

@@ -2,74 +2,61 @@
 
 `LocalIndex` serves, on https://127.0.0.1:<port> with a throwaway CA:
 
-- pypiserver's simple API and downloads (`/simple/`, `/packages/`), over the storage
-  every upload lands in;
+- the simple API (`/simple/`) as PyPI serves it, PEP 691 JSON or HTML by the Accept
+  header, over the storage every upload lands in, and downloads (`/packages/`, from
+  pypiserver);
 - GitHub's ID-token endpoint (`/_github/token`), signing RS256 JWTs;
 - PyPI's trusted-publishing endpoints (`/_/oidc/audience`, `/_/oidc/mint-token`,
   `/_/oidc/github/mint-token`) and upload endpoint (`/legacy/`), emulated from
-  warehouse's source: same checks, order, status codes and wording.
+  warehouse's source: same checks, order, status codes and wording (pypi.py);
+- any other WSGI app mounted under a path prefix (`mount()`).
 
 Tests reconfigure it through its attributes, script failures with `faults()`, read
-what happened in `log`, and call `reset()` between tests.
+what happened in `log`, and call `reset()` between tests. The HTTPS plumbing is in
+transport.py, the multipart parser in multipart.py, PyPI's rules in pypi.py.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import html
 import io
-import json
-import mmap
-import re
 import shutil
-import socket
 import ssl
-import struct
-import sys
 import tempfile
 import threading
 import time
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from email.message import Message
-from email.parser import BytesHeaderParser
-from email.utils import collapse_rfc2231_value
-from http import HTTPStatus
 from pathlib import Path
 from secrets import token_hex, token_urlsafe
-from socketserver import TCPServer, ThreadingMixIn
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, cast
+from types import MappingProxyType, TracebackType
+from typing import IO, TYPE_CHECKING, Literal
 from urllib.parse import parse_qs
-from wsgiref.headers import Headers
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 import trustme
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
-from readme_renderer import rst as readme_rst
 
-from tests.localindex import identity, oidc
+from tests.localindex import identity, multipart, oidc, pypi
+from tests.localindex.dists import sha256
 from tests.localindex.oidc import Publisher
+from tests.localindex.pypi import MintedToken, ProjectStatus, Refusal
+from tests.localindex.transport import Exchange, Fault, HttpsServer, LogEntry, Requests
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from _typeshed import OptExcInfo
-
-__all__ = ["Fault", "LocalIndex", "LogEntry", "MintedToken", "Publisher"]
+__all__ = [
+    "Fault",
+    "LocalIndex",
+    "LogEntry",
+    "MintedToken",
+    "Mount",
+    "Publisher",
+    "SimpleRequest",
+]
 
 Endpoint = Literal["audience", "id-token", "mint", "upload", "simple", "other"]
-FaultEndpoint = Literal["audience", "id-token", "mint", "upload"]
+FaultEndpoint = Literal["audience", "id-token", "mint", "upload", "simple"]
 
 _ROUTES: dict[str, Endpoint] = {
     "/_/oidc/audience": "audience",
@@ -79,86 +66,36 @@ _ROUTES: dict[str, Endpoint] = {
     "/legacy/": "upload",
     "/legacy": "upload",
 }
-_METHODS: dict[Endpoint, str] = {
+_METHODS: dict[str, str] = {
     "audience": "GET",
     "id-token": "GET",
     "mint": "POST",
     "upload": "POST",
 }
-_CHUNK = 64 * 1024
 _MIB = 1024 * 1024
-_HASH_CHUNK = _MIB
-_CONNECTION = "localindex.connection"
-_HTML = "text/html; charset=UTF-8"
-
-INVALID_AUTH = (
-    "Invalid or non-existent authentication information. "
-    "See https://pypi.org/help/#invalid-auth for more information."
+REAL_LATENCY: Mapping[str, float] = MappingProxyType(
+    {"id-token": 0.15, "audience": 0.05, "mint": 0.2, "upload": 0.3}
 )
-PASSWORD_AUTH = (
-    "Username/Password authentication is no longer supported. Migrate to API Tokens or "
-    "Trusted Publishers instead. See https://pypi.org/help/#apitoken and "
-    "https://pypi.org/help/#trusted-publishers"
-)
-NO_FILE = "Upload payload does not have a file."
-DIGEST_MISMATCH = "The digest supplied does not match a digest calculated from the uploaded file."
+"""Server-side delays standing for what a GitHub-hosted runner pays to GitHub's token
+service and PyPI (round trips and server time), for LocalIndex.latency in benchmarks."""
 
 
 @dataclass(frozen=True)
-class Fault:
-    """A scripted misbehaviour, acted out instead of one normal answer."""
+class Mount:
+    """A WSGI app served under `prefix`, logged and faulted under `name`."""
 
-    action: Literal["status", "reset", "delay"]
-    code: int = 200
-    reason: str = ""
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    content_type: str = _HTML
-    after_bytes: int = 0
-    seconds: float = 0.0
-
-    @classmethod
-    def status(
-        cls,
-        code: int,
-        reason: str | None = None,
-        body: bytes | str = b"",
-        headers: dict[str, str] | None = None,
-        content_type: str = _HTML,
-    ) -> Fault:
-        """Answer `code` (a CDN or proxy error, say) without doing the real work."""
-        return cls(
-            "status",
-            code,
-            reason or _phrase(code),
-            body.encode() if isinstance(body, str) else body,
-            tuple((headers or {}).items()),
-            content_type,
-        )
-
-    @classmethod
-    def reset(cls, after_bytes: int = 0) -> Fault:
-        """Read `after_bytes` of the body, then drop the connection (RST), answering nothing."""
-        return cls("reset", after_bytes=after_bytes)
-
-    @classmethod
-    def delay(cls, seconds: float) -> Fault:
-        """Stall `seconds`, then handle the request normally: makes clients time out."""
-        return cls("delay", seconds=seconds)
+    prefix: str
+    name: str
+    app: WSGIApplication
+    reset: Callable[[], None] | None
 
 
-class LogEntry(NamedTuple):
-    endpoint: Endpoint
-    method: str
+@dataclass(frozen=True)
+class SimpleRequest:
+    """A simple-API request as it came: its path and headers (Accept, Cache-Control...)."""
+
     path: str
-    status: int | Literal["reset"]
-
-
-@dataclass(frozen=True)
-class MintedToken:
-    token: str
-    expires_at: float
-    publisher: Publisher
+    headers: dict[str, str]
 
 
 class LocalIndex:
@@ -176,15 +113,23 @@ class LocalIndex:
     """Seconds a minted upload token stays valid."""
     upload_throttle: float | None
     """Bytes per second at which upload bodies are read (a slow link), or None."""
-    oidc_latency: float
-    """Seconds added before each audience, ID-token and mint answer: the round trips to
-    PyPI and GitHub that a runner pays and 127.0.0.1 does not."""
+    latency: dict[str, float]
+    """Seconds each request to an endpoint waits before it is handled, by endpoint name
+    ("id-token", "audience", "mint", "upload", "simple", a mount's name): the round trips
+    and server time a runner pays to PyPI and GitHub and 127.0.0.1 does not. See
+    REAL_LATENCY."""
     file_size_limit: int | None
     """PyPI's per-file limit, 100 MiB unless raised for a project; None for no limit."""
     claims: dict[str, str | int]
     """Claims put in every ID token, after the computed ones, so they can override them."""
     publishers: list[Publisher]
     id_token_request_token: str
+    project_status: dict[str, ProjectStatus]
+    """PEP 792 status by normalized project name; "active" when absent."""
+    project_status_reason: dict[str, str]
+    listing_delay: int | Literal["never"]
+    """How many simple-API reads of its project a newly uploaded file stays unlisted (a
+    CDN serving stale pages, whatever the request's Cache-Control), or "never" listed."""
 
     def __init__(self) -> None:
         self._tmp = Path(tempfile.mkdtemp(prefix="localindex-"))
@@ -210,18 +155,21 @@ class LocalIndex:
         )
         self._lock = threading.Lock()
         self._storage_lock = threading.Lock()
-        self._faults: dict[str, deque[Fault]] = {endpoint: deque() for endpoint in _METHODS}
+        self._requests = Requests()
+        self._mounts: list[Mount] = []
         self._used_jtis: set[str] = set()
-        self._generation = 0
-        self._cancelled = threading.Event()
-        self.log: list[LogEntry] = []
+        self._uploaded_at: dict[str, float] = {}
+        self._unlisted: dict[str, int | None] = {}
+        """Files not yet listed: simple-API reads to go, None for never."""
+        self.log: list[LogEntry] = self._requests.log
+        self.simple_requests: list[SimpleRequest] = []
         self.issued_id_tokens: list[str] = []
         self.minted_tokens: dict[str, MintedToken] = {}
         """Upload tokens minted so far, by token."""
         self.api_tokens: set[str] = set()
         """Static API tokens: never expire, may upload any project."""
         self._restore_defaults()
-        self._server = _Server(("127.0.0.1", 0), tls, self._app)
+        self._server = HttpsServer(("127.0.0.1", 0), tls, self._app)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -234,7 +182,7 @@ class LocalIndex:
         return self
 
     def stop(self) -> None:
-        self._cancelled.set()
+        self._requests.cancel()
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
@@ -254,23 +202,26 @@ class LocalIndex:
     def reset(self) -> None:
         """Back to a fresh index: empty storage, no state, default settings.
 
-        Requests still waiting (delayed, throttled) are dropped unanswered and unlogged,
-        so they cannot leak into the next test.
+        Requests still waiting (delayed, throttled, dripping) are dropped unanswered and
+        unlogged, so they cannot leak into the next test. Mounted apps stay mounted and
+        have their reset hook called.
         """
+        self._requests.reset()
         with self._lock:
-            self._cancelled.set()
-            self._cancelled = threading.Event()
-            self._generation += 1
-            for queue in self._faults.values():
-                queue.clear()
             self._used_jtis.clear()
-            self.log.clear()
-        for path in self.storage_dir.iterdir():
-            path.unlink()
+        with self._storage_lock:
+            for path in self.storage_dir.iterdir():
+                path.unlink()
+            self._uploaded_at.clear()
+            self._unlisted.clear()
+        self.simple_requests.clear()
         self.issued_id_tokens.clear()
         self.minted_tokens.clear()
         self.api_tokens.clear()
         self._restore_defaults()
+        for mount in self._mounts:
+            if mount.reset is not None:
+                mount.reset()
 
     def _restore_defaults(self) -> None:
         self.mode = "pypi"
@@ -278,11 +229,14 @@ class LocalIndex:
         self.trusted_publishing = "enabled"
         self.token_lifetime = 900
         self.upload_throttle = None
-        self.oidc_latency = 0.0
+        self.latency = {}
         self.file_size_limit = 100 * _MIB
         self.claims = identity.default_claims()
         self.publishers = [oidc.default_publisher()]
         self.id_token_request_token = token_hex(20)
+        self.project_status = {}
+        self.project_status_reason = {}
+        self.listing_delay = 0
 
     @property
     def port(self) -> int:
@@ -304,14 +258,36 @@ class LocalIndex:
     def id_token_request_url(self) -> str:
         return f"{self.url}/_github/token?api-version=2.0"
 
-    def faults(self, endpoint: FaultEndpoint, *faults: Fault) -> None:
-        """Queue faults for an endpoint; each request there acts out the next one."""
-        if endpoint not in self._faults:
-            raise ValueError(f"faults cannot be scripted for {endpoint!r}")
-        with self._lock:
-            self._faults[endpoint].extend(faults)
+    def mount(
+        self,
+        prefix: str,
+        app: WSGIApplication,
+        *,
+        name: str | None = None,
+        reset: Callable[[], None] | None = None,
+    ) -> str:
+        """Serves `app` under `prefix` ("/_sigstore/") on this server; returns its URL.
 
-    def count(self, endpoint: Endpoint, status: int | Literal["reset"] | None = None) -> int:
+        The app sees SCRIPT_NAME = prefix (without its final slash) and PATH_INFO the
+        rest. Its requests are logged, take faults and latency under `name` (the prefix's
+        last part by default), and wait through `environ["localindex.exchange"].wait()`
+        so reset() can cancel them; `reset` is called by reset().
+        """
+        if not prefix.startswith("/") or not prefix.endswith("/") or prefix == "/":
+            raise ValueError(f"a mount prefix looks like /_name/, not {prefix!r}")
+        label = name or prefix.strip("/").rsplit("/", 1)[-1]
+        self._mounts.append(Mount(prefix, label, app, reset))
+        self._mounts.sort(key=lambda mount: len(mount.prefix), reverse=True)
+        return self.url + prefix
+
+    def faults(self, endpoint: FaultEndpoint | str, *faults: Fault) -> None:
+        """Queue faults for an endpoint or a mount; each request there acts out the next."""
+        known = {*_METHODS, "simple", *(mount.name for mount in self._mounts)}
+        if endpoint not in known:
+            raise ValueError(f"faults cannot be scripted for {endpoint!r}")
+        self._requests.add_faults(endpoint, faults)
+
+    def count(self, endpoint: str, status: int | Literal["reset"] | None = None) -> int:
         return sum(
             1
             for entry in self.log
@@ -320,11 +296,21 @@ class LocalIndex:
 
     def files(self) -> dict[str, str]:
         """The stored distributions: filename -> sha256."""
-        return {path.name: _sha256(path) for path in sorted(self.storage_dir.iterdir())}
+        return {path.name: sha256(path) for path in sorted(self.storage_dir.iterdir())}
 
-    def add_file(self, path: Path) -> None:
-        """Put a distribution on the index directly, as if uploaded earlier."""
-        shutil.copyfile(path, self.storage_dir / path.name)
+    def add_file(self, path: Path, uploaded_at: float | None = None) -> None:
+        """Put a distribution on the index directly, as if uploaded earlier (at
+        `uploaded_at`, seconds since the epoch, now by default), listed at once."""
+        with self._storage_lock:
+            shutil.copyfile(path, self.storage_dir / path.name)
+            self._uploaded_at[path.name] = time.time() if uploaded_at is None else uploaded_at
+            self._unlisted.pop(path.name, None)
+
+    def uploaded_at(self, filename: str) -> float:
+        """When a stored file was uploaded (its modification time if never recorded)."""
+        with self._storage_lock:
+            found = self._uploaded_at.get(filename)
+        return found if found is not None else (self.storage_dir / filename).stat().st_mtime
 
     def secrets(self) -> list[str]:
         """Every credential a run against this index could leak."""
@@ -335,41 +321,52 @@ class LocalIndex:
             *self.api_tokens,
         ]
 
-    def _session(self) -> tuple[int, threading.Event]:
-        with self._lock:
-            return self._generation, self._cancelled
-
-    def _record(self, generation: int, entry: LogEntry) -> None:
-        with self._lock:
-            if generation == self._generation:
-                self.log.append(entry)
-
-    def _next_fault(self, endpoint: Endpoint) -> Fault | None:
-        with self._lock:
-            queue = self._faults.get(endpoint)
-            return queue.popleft() if queue else None
+    # --- routing ------------------------------------------------------------------------
 
     def _app(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        ex = _Exchange(self, environ, start_response)
-        if ex.endpoint == "simple":
-            return self._pypiserver(environ, ex.start_response)
-        early = self._misrouted_or_faulted(ex)
+        path = environ.get("PATH_INFO", "")
+        for mount in self._mounts:
+            if path.startswith(mount.prefix) or path == mount.prefix[:-1]:
+                return self._mounted(mount, environ, start_response)
+        endpoint: Endpoint = _ROUTES.get(path) or (
+            "simple" if path.startswith(("/simple", "/packages")) else "other"
+        )
+        ex = Exchange(self._requests, endpoint, environ, start_response)
+        early = self._misrouted(ex)
         if early is not None:
             return early
-        if ex.endpoint in ("audience", "id-token", "mint"):
-            ex.wait(self.oidc_latency)
-        match ex.endpoint:
-            case "audience":
-                return self._audience(ex)
-            case "id-token":
-                return self._id_token(ex)
-            case "mint":
-                return self._mint(ex)
-            case _:
-                return self._upload(ex)
+        fault = self._requests.next_fault(endpoint)
+        if fault is not None:
+            answer = ex.act(fault, self.port)
+            if answer is not None:
+                return answer
+        ex.wait(self.latency.get(endpoint, 0.0))
+        handlers: dict[str, Callable[[Exchange], Iterable[bytes]]] = {
+            "simple": self._simple,
+            "audience": self._audience,
+            "id-token": self._id_token,
+            "mint": self._mint,
+            "upload": self._upload,
+        }
+        return handlers[endpoint](ex)
 
-    def _misrouted_or_faulted(self, ex: _Exchange) -> list[bytes] | None:
-        """Answers requests that never reach a handler: misrouted ones and scripted faults."""
+    def _mounted(
+        self, mount: Mount, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        ex = Exchange(self._requests, mount.name, environ, start_response)
+        fault = self._requests.next_fault(mount.name)
+        if fault is not None:
+            answer = ex.act(fault, self.port)
+            if answer is not None:
+                return answer
+        ex.wait(self.latency.get(mount.name, 0.0))
+        inner = dict(environ)
+        inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + mount.prefix[:-1]
+        inner["PATH_INFO"] = ex.path[len(mount.prefix) - 1 :]
+        return mount.app(inner, ex.start_response)
+
+    def _misrouted(self, ex: Exchange) -> list[bytes] | None:
+        """Answers requests that never reach a handler."""
         if ex.endpoint == "other":
             return ex.page(404)
         if ex.path == "/legacy":
@@ -379,30 +376,21 @@ class LocalIndex:
                 "/legacy/ (with a trailing slash)",
                 [("Location", "/legacy/")],
             )
-        if ex.method != _METHODS[ex.endpoint]:
+        if ex.endpoint in _METHODS and ex.method != _METHODS[ex.endpoint]:
             return ex.page(405)
-        fault = self._next_fault(ex.endpoint)
-        if fault is None:
-            return None
-        if fault.action == "status":
-            return ex.respond(
-                fault.code, fault.reason, fault.body, fault.headers, fault.content_type
-            )
-        if fault.action == "reset":
-            ex.read_body(limit=fault.after_bytes)
-            ex.drop_connection()
-        ex.wait(fault.seconds)
         return None
 
-    def _audience(self, ex: _Exchange) -> list[bytes]:
+    # --- GitHub and trusted publishing ---------------------------------------------------
+
+    def _audience(self, ex: Exchange) -> list[bytes]:
         if self.trusted_publishing == "absent":
             return ex.page(404)
         if self.trusted_publishing == "disabled":
             return ex.json(403, {"message": "Trusted publishing functionality not enabled"})
         return ex.json(200, {"audience": self.audience})
 
-    def _id_token(self, ex: _Exchange) -> list[bytes]:
-        scheme, _, credential = ex.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    def _id_token(self, ex: Exchange) -> list[bytes]:
+        scheme, _, credential = ex.header("Authorization").partition(" ")
         expected = self.id_token_request_token.encode()
         if scheme.lower() != "bearer" or not hmac.compare_digest(credential.encode(), expected):
             return ex.json(401, {"message": "Unauthorized"})
@@ -413,7 +401,7 @@ class LocalIndex:
         self.issued_id_tokens.append(token)
         return ex.json(200, {"value": token})
 
-    def _mint(self, ex: _Exchange) -> list[bytes]:
+    def _mint(self, ex: Exchange) -> list[bytes]:
         if self.trusted_publishing == "absent":
             return ex.page(404)
         body = io.BytesIO()
@@ -440,48 +428,64 @@ class LocalIndex:
         answer = {"success": True, "token": minted.token, "expires": int(minted.expires_at)}
         return ex.json(200, answer)
 
-    def _upload(self, ex: _Exchange) -> Iterable[bytes]:
+    # --- upload -------------------------------------------------------------------------
+
+    def _upload(self, ex: Exchange) -> Iterable[bytes]:
         with tempfile.TemporaryFile(dir=self._tmp) as spool:
             # PyPI's proxy buffers the whole body before PyPI authenticates, so a token
             # can expire while a slow upload is still arriving.
             size = ex.read_body(spool, rate=self.upload_throttle)
             try:
-                minted = self._authenticate(ex.environ.get("HTTP_AUTHORIZATION", ""))
-                upload = _Upload.parse(spool, size, ex.environ.get("CONTENT_TYPE", ""))
-                self._authorize(minted, upload.project)
+                minted = pypi.authenticate(
+                    ex.header("Authorization"), self.api_tokens, self.minted_tokens
+                )
+                try:
+                    form = multipart.parse(spool, size, ex.header("Content-Type"))
+                except multipart.NoFile:
+                    raise Refusal(400, pypi.NO_FILE) from None
+                pypi.authorize(minted, form.field("name"))
                 if self.mode == "pypi":
-                    self._check_and_store(spool, upload)
-            except _Refusal as refusal:
+                    self._check_and_store(spool, form)
+            except Refusal as refusal:
                 return ex.page(refusal.code, refusal.reason)
             if self.mode == "pypiserver":
                 return self._pypiserver_upload(ex, spool, size)
         return ex.respond(200)
 
-    def _check_and_store(self, spool: IO[bytes], upload: _Upload) -> None:
+    def _check_and_store(self, spool: IO[bytes], form: multipart.Form) -> None:
         """PyPI's checks on the file, in warehouse's order; stores it unless already there."""
-        upload.check_description()
-        upload.check_filename()
-        upload.check_size(self.file_size_limit)
-        upload.check_digests()
+        project = pypi.normalize(form.field("name"))
+        pypi.check_project_status(form.field("name"), self.project_status.get(project, "active"))
+        pypi.check_description(form)
+        pypi.check_filename(form)
+        pypi.check_size(form, self.file_size_limit)
+        pypi.check_digests(form)
         with self._storage_lock:
-            if not self._is_duplicate(upload):
-                upload.check_filename_version()
-                self._store(spool, upload)
+            if not self._is_duplicate(form):
+                pypi.check_filename_version(form)
+                pypi.check_release(form, self._uploaded_at, time.time())
+                self._store(spool, form)
 
-    def _store(self, spool: IO[bytes], upload: _Upload) -> None:
+    def _store(self, spool: IO[bytes], form: multipart.Form) -> None:
         # Written aside and renamed in, so a listing never shows half a file. Storing
         # directly rather than re-posting to pypiserver saves its slow multipart parser
-        # (seconds per 100 MB); pypiserver still lists and serves the directory.
+        # (seconds per 100 MB); pypiserver still serves the directory's files.
         with tempfile.NamedTemporaryFile(dir=self._tmp, delete=False) as out:
-            spool.seek(upload.offset)
-            remaining = upload.size
+            spool.seek(form.offset)
+            remaining = form.size
             while remaining:
                 chunk = spool.read(min(_MIB, remaining))
                 out.write(chunk)
                 remaining -= len(chunk)
-        Path(out.name).replace(self.storage_dir / upload.filename)
+        Path(out.name).replace(self.storage_dir / form.filename)
+        self._uploaded_at[form.filename] = time.time()
+        delay = self.listing_delay
+        if delay == "never":
+            self._unlisted[form.filename] = None
+        elif delay > 0:
+            self._unlisted[form.filename] = delay
 
-    def _pypiserver_upload(self, ex: _Exchange, spool: IO[bytes], size: int) -> list[bytes]:
+    def _pypiserver_upload(self, ex: Exchange, spool: IO[bytes], size: int) -> list[bytes]:
         """The upload as pypiserver itself answers it, existing files included."""
         spool.seek(0)
         environ = {**ex.environ, "PATH_INFO": "/", "wsgi.input": spool}
@@ -493,399 +497,83 @@ class LocalIndex:
         finally:
             getattr(answer, "close", lambda: None)()
 
-    def _authenticate(self, authorization: str) -> MintedToken | None:
-        """The minted token the request carries, None for a static API token."""
-        scheme, _, encoded = authorization.partition(" ")
-        if scheme.lower() != "basic":
-            raise _Refusal(403, INVALID_AUTH)
-        try:
-            username, _, password = base64.b64decode(encoded).decode().partition(":")
-        except ValueError:
-            raise _Refusal(403, INVALID_AUTH) from None
-        if username != "__token__":
-            raise _Refusal(403, PASSWORD_AUTH)
-        password = password.strip()
-        if password in self.api_tokens:
-            return None
-        minted = self.minted_tokens.get(password)
-        if minted is None:
-            raise _Refusal(403, INVALID_AUTH)
-        return minted
-
-    def _authorize(self, minted: MintedToken | None, project: str) -> None:
-        """The token's caveats, checked and worded as warehouse does (all of them, joined)."""
-        if minted is None:
-            return
-        errors = []
-        allowed = minted.publisher.projects
-        if allowed is not None and _normalize(project) not in {_normalize(p) for p in allowed}:
-            errors += [
-                f"OIDC scoped token is not valid for project '{project}'",
-                f"project-scoped token is not valid for project: {project!r}",
-            ]
-        if time.time() >= minted.expires_at:
-            errors.append("token is expired")
-        if errors:
-            raise _Refusal(403, "Invalid API Token: " + ", ".join(errors))
-
-    def _is_duplicate(self, upload: _Upload) -> bool:
+    def _is_duplicate(self, form: multipart.Form) -> bool:
         """True for a byte-identical re-upload; refuses other content under a stored name."""
-        stored = self.storage_dir / upload.filename
+        stored = self.storage_dir / form.filename
         if not stored.exists():
             return False
-        if _sha256(stored) == upload.digests["sha256"]:
+        if sha256(stored) == form.digests["sha256"]:
             return True
-        raise _Refusal(
+        raise Refusal(
             400,
-            f"File already exists ({upload.filename!r}, with blake2_256 hash "
-            f"{upload.digests['blake2_256']!r}). "
+            f"File already exists ({form.filename!r}, with blake2_256 hash "
+            f"{form.digests['blake2_256']!r}). "
             "See https://pypi.org/help/#file-name-reuse for more information.",
         )
 
+    # --- the simple API -------------------------------------------------------------------
 
-class _Refusal(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-class _Dropped(Exception):
-    """The request ends without an answer (a reset fault, a cancelled wait, a client gone)."""
-
-
-@dataclass(frozen=True)
-class _Upload:
-    fields: dict[str, list[str]]
-    filename: str
-    offset: int
-    """Where the file starts in the request body."""
-    size: int
-    digests: dict[str, str]
-
-    def field(self, name: str) -> str:
-        return self.fields.get(name, [""])[0]
-
-    @property
-    def project(self) -> str:
-        return self.field("name")
-
-    @classmethod
-    def parse(cls, spool: IO[bytes], size: int, content_type: str) -> _Upload:
-        """Reads the multipart form in place (mapped, not loaded) and hashes its file."""
-        header = Message()
-        header["Content-Type"] = content_type
-        boundary = header.get_param("boundary")
-        if not isinstance(boundary, str) or size == 0:
-            raise _Refusal(400, NO_FILE)
-        delimiter = b"\r\n--" + boundary.encode()
-        fields: dict[str, list[str]] = {}
-        content: tuple[str, int, int] | None = None
-        spool.flush()
-        with mmap.mmap(spool.fileno(), 0, access=mmap.ACCESS_READ) as body:
-            # The first delimiter is the only one without a CRLF before it.
-            position = body.find(delimiter[2:])
-            position = -1 if position < 0 else position + len(delimiter) - 2
-            while position >= 0 and body[position : position + 2] == b"\r\n":
-                head_end = body.find(b"\r\n\r\n", position)
-                end = body.find(delimiter, head_end)
-                if head_end < 0 or end < 0:
-                    raise _Refusal(400, NO_FILE)
-                part = BytesHeaderParser().parsebytes(body[position + 2 : head_end])
-                raw_name = part.get_param("name", header="content-disposition")
-                name = collapse_rfc2231_value(raw_name) if raw_name else ""
-                filename = part.get_filename()
-                if name == "content" and filename is not None:
-                    content = (filename, head_end + 4, end)
-                else:
-                    fields.setdefault(name, []).append(body[head_end + 4 : end].decode())
-                position = end + len(delimiter)
-            if content is None:
-                raise _Refusal(400, NO_FILE)
-            filename, start, end = content
-            sha256 = hashlib.sha256()
-            blake2 = hashlib.blake2b(digest_size=32)
-            for offset in range(start, end, _HASH_CHUNK):
-                chunk = body[offset : min(offset + _HASH_CHUNK, end)]
-                sha256.update(chunk)
-                blake2.update(chunk)
-        digests = {"sha256": sha256.hexdigest(), "blake2_256": blake2.hexdigest()}
-        return cls(fields, filename, start, end - start, digests)
-
-    def check_description(self) -> None:
-        """PyPI renders the description on upload and refuses one that fails to render."""
-        content_type = self.field("description_content_type") or "text/x-rst"
-        rst = content_type.split(";")[0].strip().lower() == "text/x-rst"
-        if (
-            self.field("description")
-            and rst
-            and readme_rst.render(self.field("description")) is None
-        ):
-            raise _Refusal(
-                400,
-                f"The description failed to render for {content_type!r}. "
-                "See https://pypi.org/help/#description-content-type for more information.",
-            )
-
-    def check_filename(self) -> None:
-        if "/" in self.filename or "\\" in self.filename:
-            raise _Refusal(400, "Cannot upload a file with '/' or '\\' in the name.")
-        if not self.filename.endswith((".whl", ".tar.gz", ".zip")):
-            raise _Refusal(
-                400,
-                "Invalid file extension: Use .tar.gz, .whl or .zip extension. See "
-                "https://www.python.org/dev/peps/pep-0527 and https://peps.python.org/pep-0715/ "
-                "for more information",
-            )
-
-    def check_size(self, limit: int | None) -> None:
-        if limit is not None and self.size > limit:
-            raise _Refusal(
-                400,
-                f"File too large. Limit for project {self.project!r} is {limit // _MIB} MB. "
-                "See https://docs.pypi.org/project-management/storage-limits"
-                "#requesting-a-file-size-limit-increase for more information.",
-            )
-
-    def check_filename_version(self) -> None:
-        try:
-            if self.filename.endswith(".whl"):
-                version = parse_wheel_filename(self.filename)[1]
-            elif self.filename.endswith(".tar.gz"):
-                version = parse_sdist_filename(self.filename)[1]
-            else:
-                return
-            expected = Version(self.field("version"))
-        except (InvalidVersion, InvalidWheelFilename, InvalidSdistFilename) as exc:
-            raise _Refusal(400, str(exc)) from None
-        if expected != version:
-            raise _Refusal(
-                400, f"Version in filename should be {str(expected)!r} not {str(version)!r}."
-            )
-
-    def check_digests(self) -> None:
-        """Every digest the client supplied must match, as on PyPI; missing ones are fine."""
-        for algorithm, digest in self.digests.items():
-            supplied = self.field(f"{algorithm}_digest")
-            if supplied and not hmac.compare_digest(supplied.lower().encode(), digest.encode()):
-                raise _Refusal(400, DIGEST_MISMATCH)
-
-
-class _Exchange:
-    """One request as a handler sees it: its body, its answer and its log entry."""
-
-    def __init__(
-        self, index: LocalIndex, environ: WSGIEnvironment, start_response: StartResponse
-    ) -> None:
-        self.environ = environ
-        self.method: str = environ["REQUEST_METHOD"]
-        self.path: str = environ.get("PATH_INFO", "")
-        self.endpoint: Endpoint = _ROUTES.get(self.path) or (
-            "simple" if self.path.startswith(("/simple", "/packages")) else "other"
+    def _simple(self, ex: Exchange) -> Iterable[bytes]:
+        if not ex.path.startswith("/simple"):
+            return self._pypiserver(ex.environ, ex.start_response)  # downloads
+        self.simple_requests.append(SimpleRequest(ex.path, ex.headers()))
+        content_type = pypi.negotiate(ex.header("Accept"))
+        parts = [part for part in ex.path.split("/") if part]
+        if parts == ["simple"]:
+            page = pypi.index_page(self._projects(), content_type)
+            return ex.respond(200, body=page, content_type=content_type)
+        if len(parts) != 2:
+            return ex.page(404)
+        project = pypi.normalize(parts[1])
+        if not ex.path.endswith("/") or parts[1] != project:
+            return ex.page(301, headers=[("Location", f"/simple/{project}/")])
+        listed = self._listing(project)
+        if listed is None:
+            return ex.page(404)
+        status = self.project_status.get(project, "active")
+        page = pypi.project_page(
+            project, listed, status, self.project_status_reason.get(project), content_type
         )
-        self._index = index
-        self._start_response = start_response
-        self._generation, self._cancelled = index._session()
-        self._body_read = False
+        return ex.respond(200, body=page, content_type=content_type)
 
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
-    ) -> Callable[[bytes], object]:
-        # Logged before the first byte goes out: a client holding its answer finds it logged.
-        entry = LogEntry(self.endpoint, self.method, self.path, int(status[:3]))
-        self._index._record(self._generation, entry)
-        return self._start_response(status, headers, exc_info)
+    def _projects(self) -> set[str]:
+        with self._storage_lock:
+            names = [path.name for path in self.storage_dir.iterdir()]
+        return {release[0] for name in names if (release := pypi.release_of(name))}
 
-    def respond(
-        self,
-        code: int,
-        reason: str | None = None,
-        body: bytes = b"",
-        headers: Iterable[tuple[str, str]] = (),
-        content_type: str = _HTML,
-    ) -> list[bytes]:
-        # Whatever is left of the body is read first, as PyPI's proxy would have.
-        self.read_body()
-        # As PyPI does: a status line carries latin-1 only.
-        phrase = (reason or _phrase(code)).encode("iso-8859-1", "replace").decode("iso-8859-1")
-        self.start_response(
-            f"{code} {phrase}",
-            [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers],
-        )
-        return [body]
-
-    def json(self, code: int, payload: object) -> list[bytes]:
-        body = json.dumps(payload).encode()
-        return self.respond(code, body=body, content_type="application/json")
-
-    def page(
-        self, code: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
-    ) -> list[bytes]:
-        """An error as PyPI sends it: the message in the reason phrase, and an HTML page."""
-        title = html.escape(f"{code} {reason or _phrase(code)}")
-        page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
-        return self.respond(code, reason, page.encode(), headers)
-
-    def read_body(
-        self, sink: IO[bytes] | None = None, *, limit: int | None = None, rate: float | None = None
-    ) -> int:
-        """Reads the rest of the body (or its first `limit` bytes), `rate` bytes a second at most.
-
-        Returns the bytes read; later calls read nothing.
-        """
-        if self._body_read or limit == 0:
-            return 0
-        self._body_read = True
-        stream: IO[bytes] = self.environ["wsgi.input"]
-        # Throttled reads come in twentieths of a second, so the pace stays even.
-        size = min(_CHUNK, max(1024, int(rate / 20))) if rate else _CHUNK
-        if self.environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
-            chunks = _dechunked(stream, size)
-        else:
-            chunks = _counted(stream, int(self.environ.get("CONTENT_LENGTH") or 0), size)
-        received = 0
-        started = time.monotonic()
-        for chunk in chunks:
-            piece = chunk if limit is None else chunk[: limit - received]
-            received += len(piece)
-            if sink is not None:
-                sink.write(piece)
-            if rate:
-                self.wait(started + received / rate - time.monotonic())
-            if limit is not None and received >= limit:
-                break
-        return received
-
-    def wait(self, seconds: float) -> None:
-        """Sleeps, abandoning the request if the index is reset or stopped meanwhile."""
-        if seconds > 0 and self._cancelled.wait(seconds):
-            raise _Dropped
-
-    def drop_connection(self) -> NoReturn:
-        connection: socket.socket = self.environ[_CONNECTION]
-        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        # The handler's file objects keep the descriptor open until the handler returns;
-        # the real close happens then, before the server would shut the socket down
-        # gracefully, and with linger 0 it sends an RST instead of a FIN.
-        connection.close()
-        entry = LogEntry(self.endpoint, self.method, self.path, "reset")
-        self._index._record(self._generation, entry)
-        raise _Dropped
-
-
-def _counted(stream: IO[bytes], length: int, size: int) -> Iterator[bytes]:
-    while length > 0:
-        try:
-            data = stream.read(min(size, length))
-        except TimeoutError:
-            raise _Dropped from None
-        if not data:
-            raise _Dropped
-        length -= len(data)
-        yield data
-
-
-def _dechunked(stream: IO[bytes], size: int) -> Iterator[bytes]:
-    """A chunked body's data, for clients that stream an upload of unknown length."""
-    while True:
-        line = stream.readline(1024)
-        if not line:
-            raise _Dropped
-        length = int(line.split(b";")[0], 16)
-        if length == 0:
-            while stream.readline(1024).strip():  # trailers, up to the blank line
-                pass
-            return
-        yield from _counted(stream, length, size)
-        stream.readline(1024)
-
-
-class _ServerHandler(ServerHandler):
-    http_version = "1.1"
-    request_handler: WSGIRequestHandler
-    headers: Headers
-
-    def cleanup_headers(self) -> None:
-        super().cleanup_headers()
-        # wsgiref serves one request per connection; saying so keeps clients from reusing it.
-        self.headers["Connection"] = "close"
-
-    def handle_error(self) -> None:
-        if not isinstance(sys.exc_info()[1], _Dropped):
-            super().handle_error()
-
-
-class _RequestHandler(WSGIRequestHandler):
-    request: ssl.SSLSocket
-    # As a proxy's body timeout does: a client that stops sending mid-request is cut
-    # off, rather than holding a thread (and itself) forever.
-    timeout = 60
-
-    def setup(self) -> None:
-        # The TLS handshake runs here, in the request's own thread, so a stalled client
-        # cannot hold up accept().
-        self.request.do_handshake()
-        super().setup()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: LocalIndex.log records requests."""
-
-    def handle(self) -> None:
-        """wsgiref's handle(), with the handler above and the connection in the environ."""
-        self.raw_requestline = self.rfile.readline(65537)
-        if len(self.raw_requestline) > 65536:
-            self.send_error(414)
-            return
-        if not self.parse_request():
-            return
-        environ = self.get_environ()
-        environ[_CONNECTION] = self.connection
-        output = cast("IO[bytes]", self.wfile)
-        handler = _ServerHandler(self.rfile, output, self.get_stderr(), environ, multithread=True)
-        handler.request_handler = self
-        assert isinstance(self.server, _Server)
-        handler.run(self.server.wsgi_app)
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext, app: WSGIApplication) -> None:
-        self._tls = tls
-        self.wsgi_app = app
-        super().__init__(address, _RequestHandler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would look the host up in DNS (getfqdn); no need here.
-        TCPServer.server_bind(self)
-        self.server_name = "127.0.0.1"
-        self.server_port = self.server_address[1]
-        self.setup_environ()
-        self.base_environ["HTTPS"] = "on"
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = self.socket.accept()
-        wrapped = self._tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
-        return wrapped, address
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up or failing the TLS handshake are expected; anything else is a bug.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
-def _phrase(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
-
-
-def _normalize(project: str) -> str:
-    return re.sub(r"[-_.]+", "-", project).lower()
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+    def _listing(self, project: str) -> list[pypi.ListedFile] | None:
+        """The project's listed files (None for an unknown project); counts one read."""
+        with self._storage_lock:
+            paths = [
+                path
+                for path in self.storage_dir.iterdir()
+                if (release := pypi.release_of(path.name)) and release[0] == project
+            ]
+            if not paths:
+                return None
+            shown = []
+            for path in sorted(paths):
+                if path.name in self._unlisted:
+                    remaining = self._unlisted[path.name]
+                    if remaining is not None:
+                        if remaining <= 1:
+                            del self._unlisted[path.name]
+                        else:
+                            self._unlisted[path.name] = remaining - 1
+                    continue
+                shown.append(path)
+            uploaded = {path.name: self._uploaded_at.get(path.name) for path in shown}
+        if not shown:
+            return None  # a stale page of a new project: not found yet
+        if self.project_status.get(project) == "quarantined":
+            return []  # PEP 792: nothing of a quarantined project is offered
+        return [
+            pypi.ListedFile(
+                filename=path.name,
+                url=f"{self.url}/packages/{path.name}",
+                sha256=sha256(path),
+                size=path.stat().st_size,
+                uploaded_at=uploaded[path.name] or path.stat().st_mtime,
+            )
+            for path in shown
+        ]

@@ -1,4 +1,5 @@
-"""The Dockerfile read stage by stage, as BuildKit reads it, for the tests and the benchmark.
+"""The Dockerfile read stage by stage, as BuildKit reads it: the one reader behind the
+image emulation (image.py) and the tests of what the Dockerfile says.
 
 Only what this repository's Dockerfile uses is understood: FROM [AS name], ENV, COPY
 [--from=stage], RUN (commands joined by `&&`), ENTRYPOINT. Anything else a RUN line

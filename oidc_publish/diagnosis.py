@@ -1,0 +1,253 @@
+"""What a refusal means and what to do about it, in one place.
+
+PyPI's upload refusals, the analysis of a failed mint, the table of claims against the
+publisher PyPI would need, and the notices about how a job publishes. The README's
+Troubleshooting section is generated from `REFUSALS` and the error catalogue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from oidc_publish.claims import Claims
+from oidc_publish.errors import (
+    PYPI_STATUS_PAGE,
+    Diagnostic,
+    Level,
+    PublisherMismatch,
+    UploadRejected,
+)
+from oidc_publish.index_urls import Index
+from oidc_publish.runner import RunnerContext, md_code, workflow_filename
+
+PYPI_REUSABLE_WORKFLOWS = (
+    "https://docs.pypi.org/trusted-publishers/troubleshooting/#reusable-workflows-on-github"
+)
+_LIMIT_REQUEST = "https://github.com/pypi/support/issues/new?template=limit-request-file.yml"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One of PyPI's upload refusals, recognised by words in its reason phrase."""
+
+    words: tuple[str, ...]
+    title: str
+    fix: str
+
+
+REFUSALS: list[Refusal] = [
+    Refusal(
+        ("invalid attestations", "attestation"),
+        "Attestation refused",
+        "PyPI verifies each attestation against the trusted publisher. A Build Config URI "
+        "mismatch means the publisher's workflow file is not the workflow that called this "
+        "job (a reusable workflow, or a renamed file): name the calling workflow's file in "
+        "the publisher, or set `attestations: false`.",
+    ),
+    Refusal(
+        ("previously used",),
+        "Filename previously used",
+        "PyPI never accepts a filename again, even after the file was deleted. Publish a new "
+        "version (a post-release such as `1.0.0.post1` if nothing else changed).",
+    ),
+    Refusal(
+        ("too large", "too big"),
+        "File too large",
+        f"PyPI's default limit is 100 MB per file. Make the file smaller, or ask for a higher "
+        f"limit for the project: {_LIMIT_REQUEST}",
+    ),
+    Refusal(
+        ("older than",),
+        "Release too old for new files",
+        "PyPI refuses new files for releases older than 14 days. Publish the files under a new "
+        "version.",
+    ),
+    Refusal(
+        ("non-user identities cannot create new projects",),
+        "Project does not exist yet",
+        "The pending publisher was used but its project name differs from the distribution's "
+        "name. Make the pending publisher's project name equal the `name` in pyproject.toml.",
+    ),
+    Refusal(
+        ("isn't allowed to upload", "not allowed to upload", "not valid for project"),
+        "Token not allowed for this project",
+        "The token is scoped to other projects. With trusted publishing, add the publisher to "
+        "this project (its name must equal the distribution's); with an API token, create one "
+        "scoped to this project.",
+    ),
+    Refusal(
+        ("read-only", "read only"),
+        "Index in read-only mode",
+        f"Uploads are disabled for maintenance. Check {PYPI_STATUS_PAGE} and re-run later.",
+    ),
+    Refusal(
+        ("expired",),
+        "Upload token expired",
+        "The token expired and could not be renewed. Re-run the job; with an API token, "
+        "create a new one.",
+    ),
+    Refusal(
+        ("username/password", "invalid or non-existent authentication", "invalid api token"),
+        "Credentials refused",
+        "PyPI takes API tokens with `user: __token__` (the default). Check the secret passed as "
+        "`password`, or remove `password` to use trusted publishing.",
+    ),
+    Refusal(
+        ("only one sdist",),
+        "A second sdist for this release",
+        "The release already has an sdist; PyPI allows one. Upload only wheels for it, or "
+        "publish a new version.",
+    ),
+    Refusal(
+        ("digest",),
+        "The file changed in transit",
+        "The digest the index computed differs from the one sent. Re-run the job; if it "
+        "persists, something between the runner and the index alters uploads.",
+    ),
+    Refusal(
+        (
+            "metadata",
+            "invalid value",
+            "classifier",
+            "description",
+            "invalid distribution",
+            "filename",
+        ),
+        "Metadata refused",
+        "Fix the field the message names in pyproject.toml and build again; `twine check "
+        "--strict dist/*` shows most of these before release.",
+    ),
+]
+
+
+def upload_refusal(
+    index: Index, filename: str, display: str, status: int, reason: str
+) -> UploadRejected:
+    title, fix = "Upload refused", "Read the index's reason above, fix it, and re-run the job."
+    for refusal in REFUSALS:
+        if any(word in reason.lower() for word in refusal.words):
+            title, fix = refusal.title, refusal.fix
+            break
+    return UploadRejected(
+        f"{index.display_name} refused {md_code(filename)}: HTTP {status} {md_code(reason)}",
+        fix=fix,
+        file=display,
+        title=title,
+    )
+
+
+def mint_refusal(
+    index: Index,
+    codes: Sequence[tuple[str, str]],
+    message: str,
+    claims: Claims | None,
+    project: str | None,
+) -> PublisherMismatch:
+    """PyPI's 422 from the mint endpoint, with the publisher this run would need."""
+    reasons = [f"`{code}`: {md_code(text)}" for code, text in codes] or [md_code(message)]
+    names = {code for code, _ in codes}
+    text = " ".join(description for _, description in codes)
+    claims = claims or Claims()
+    needed = claims.publisher()
+    fixes: list[str] = []
+    if "invalid-pending-publisher" in names:
+        fixes.append(
+            "The project already exists, so its pending publisher no longer applies: add "
+            "this publisher on the project's own publishing page."
+        )
+    if "environment" in text:
+        fixes.append(
+            "The publisher names an environment the job does not match: set the job's "
+            "`environment:` to the publisher's (the job has "
+            f"{md_code(claims.environment or 'none')}), or change the publisher."
+        )
+    if "job_workflow_ref" in text or "workflow" in text.lower():
+        fixes.append(
+            "PyPI matches the workflow file name: the publisher must name "
+            f"{md_code(needed.workflow)}."
+        )
+    if "invalid-token" in names:
+        fixes.append(
+            "The identity token itself was refused (expired, wrong audience or issuer); "
+            "re-run the job, and make sure `repository-url` points at the index you mean."
+        )
+    if not fixes:
+        fixes.append(
+            "Usual causes: the workflow file was renamed, the job's `environment:` is "
+            "missing or misspelt, the repository was renamed or transferred (the owner id "
+            "changed), or the project does not exist yet and has no pending publisher."
+        )
+    environment = md_code(needed.environment) if needed.environment else "none"
+    fixes.append(
+        f"A publisher matching this run has owner {md_code(needed.owner)}, repository "
+        f"{md_code(needed.repository)}, workflow {md_code(needed.workflow)} and environment "
+        f"{environment}."
+    )
+    if project:
+        link = index.publisher_form_url(
+            project, needed.owner, needed.repository, needed.workflow, needed.environment
+        )
+    else:
+        link = f"{index.web}/manage/account/publishing/" if index.web else None
+    if link:
+        fixes.append(f"Configure it at {link}")
+    return PublisherMismatch(
+        f"{index.display_name} refused to mint an upload token: " + "; ".join(reasons),
+        fix=" ".join(fixes),
+        details=claims_table(claims),
+    )
+
+
+def claims_table(claims: Claims) -> str:
+    """The identity token's claims beside the publisher PyPI would match them against."""
+    needed = claims.publisher()
+    rows = [
+        ("Owner", claims.repository_owner, needed.owner),
+        ("Repository", claims.repository, needed.repository),
+        ("Owner id", claims.repository_owner_id, needed.owner_id),
+        ("Workflow", claims.job_workflow_ref, needed.workflow),
+        ("Environment", claims.environment or "(none)", needed.environment or "(any)"),
+        ("workflow_ref", claims.workflow_ref, None),
+        ("ref", claims.ref, None),
+        ("event_name", claims.event_name, None),
+    ]
+    lines = ["| | This run's identity token | The publisher PyPI needs |", "|---|---|---|"]
+    lines += [
+        f"| {name} | {md_code(have)} | {md_code(need) if need is not None else ''} |"
+        for name, have, need in rows
+    ]
+    return "\n".join(lines)
+
+
+def reusable_workflow_warning(claims: Claims) -> Diagnostic:
+    needed = claims.publisher()
+    caller = workflow_filename(claims.workflow_ref)
+    return Diagnostic(
+        Level.WARNING,
+        "Publishing from a reusable workflow",
+        f"This job runs in the reusable workflow {md_code(claims.job_workflow_ref)}, called "
+        f"from {md_code(claims.workflow_ref)}. PyPI matches the reusable workflow's file, "
+        f"{md_code(needed.workflow)}, not the caller {md_code(caller)}, and its support for "
+        "reusable workflows is limited.",
+        fix=f"Name {md_code(needed.workflow)} in the trusted publisher, or publish from the "
+        f"calling workflow directly. See {PYPI_REUSABLE_WORKFLOWS}",
+    )
+
+
+def password_notice(context: RunnerContext, index: Index, project: str) -> Diagnostic | None:
+    """One notice when an API token is used where trusted publishing would work."""
+    if not (index.is_pypi or index.is_testpypi) or not context.on_github_com:
+        return None
+    if context.is_fork_pull_request or context.event_name == "pull_request_target":
+        return None
+    owner, _, repository = context.repository.partition("/")
+    link = index.publisher_form_url(project, owner, repository, context.workflow_filename, None)
+    return Diagnostic(
+        Level.NOTICE,
+        "Trusted publishing would work here",
+        f"This job uploads with an API token. {index.display_name} can trust this workflow "
+        "instead, and then no long-lived secret is needed.",
+        fix=f"Add a trusted publisher at {link} , give the job `permissions: id-token: write`, "
+        "and remove `password`.",
+    )

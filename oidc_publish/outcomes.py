@@ -1,0 +1,31 @@
+"""What happened to each file: the upload's result, which the report and the outputs show."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from oidc_publish.dists import Distribution
+
+
+class Outcome(enum.StrEnum):
+    UPLOADED = "uploaded"
+    LISTED = "already on the index (its listing shows this sha256)"
+    SKIPPED = "skipped: the index has other bytes"
+    WOULD_UPLOAD = "would upload (dry run)"
+    FAILED = "failed"
+    NOT_ATTEMPTED = "not uploaded"
+
+    @property
+    def on_index(self) -> bool:
+        return self in (Outcome.UPLOADED, Outcome.LISTED)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    dist: Distribution
+    outcome: Outcome
+    url: str = ""
+    attested: bool = False

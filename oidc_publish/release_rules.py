@@ -1,0 +1,272 @@
+"""Rules a release must meet, checked before anything is uploaded. Pure functions, no I/O.
+
+- ``check_tag``: a workflow run for a tag publishes the version the tag names.
+- ``check_index_rules``: what the index's project page (``simple_api.ProjectPage``) says
+  the index will refuse: an archived or quarantined project (PEP 792, any index that reports
+  it), and on PyPI and TestPyPI a new file for a release older than 14 days or a second
+  sdist. These are Warehouse's own rules, so other indexes are not held to them.
+
+Every error names the tag, input or file concerned and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from oidc_publish.errors import (
+    ActionError,
+    ProjectNotAcceptingUploads,
+    ReleaseTooOld,
+    SecondSdist,
+    VersionTagMismatch,
+)
+from oidc_publish.runner import md_code
+from oidc_publish.simple_api import ARCHIVED, QUARANTINED, IndexedFile, ProjectPage
+
+if TYPE_CHECKING:
+    from oidc_publish.index_urls import Index
+
+TAG_PREFIX = "refs/tags/"
+# PyPI refuses new files for a release older than this.
+NEW_FILES_WINDOW = timedelta(days=14)
+_SEPARATORS = re.compile(r"[-_./]")
+_LEADING_NON_DIGITS = re.compile(r"^[^0-9]*")
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+# The tag.
+
+
+def version_in_tag(ref: str, project: str) -> Version | None:
+    """The version a tag ref names, or None: not a tag, or no version in it.
+
+    A leading `<project>-` (the name compared normalised, so `my_pkg-1.0` and `My.Pkg-1.0`
+    count for `my-pkg`) and then any leading non-digits (`v`, `release-`, `pkg/v`) are taken
+    off; what is left must be a whole PEP 440 version.
+    """
+    if not ref.startswith(TAG_PREFIX):
+        return None
+    tag = ref[len(TAG_PREFIX) :]
+    rest = _LEADING_NON_DIGITS.sub("", _without_project(tag, project), count=1)
+    try:
+        return Version(rest)
+    except InvalidVersion:
+        return None
+
+
+def _without_project(tag: str, project: str) -> str:
+    wanted = canonicalize_name(project)
+    for separator in _SEPARATORS.finditer(tag):
+        if canonicalize_name(tag[: separator.start()]) == wanted:
+            return tag[separator.end() :]
+    return tag
+
+
+def check_tag(
+    ref: str, project: str, version: str, *, debug: Callable[[str], None] = _ignore
+) -> None:
+    """Raise ``VersionTagMismatch`` if the tag `ref` names another version than `version`.
+
+    `ref` is `GITHUB_REF`. Not a tag: nothing to check. A tag with no version in it (such
+    as `nightly`): one debug line, no check. The caller skips this under `verify-tag: false`.
+    """
+    if not ref.startswith(TAG_PREFIX):
+        return
+    tag = ref[len(TAG_PREFIX) :]
+    tagged = version_in_tag(ref, project)
+    if tagged is None:
+        debug(
+            f"The tag {md_code(tag)} holds no version; not comparing it with {project} {version}."
+        )
+        return
+    try:
+        built = Version(version)
+    except InvalidVersion:
+        # Not a PEP 440 version: the distribution checks or the index will say so.
+        return
+    if tagged == built:
+        return
+    raise VersionTagMismatch(
+        f"This run is for the tag {md_code(tag)}, which names version {tagged}, but the "
+        f"distributions are {project} {version}.",
+        fix=f"Set the version to {tagged} and build again, or tag the commit whose version "
+        f"is {version} (`v{version}`). Most often the tag was pushed before the version was "
+        "bumped, or the build used a stale `dist/` folder: build in the same workflow run, "
+        "into an empty folder. If this tag is not meant to name the version, set "
+        "`verify-tag: false`.",
+    )
+
+
+# The index's rules.
+
+
+def check_index_rules(
+    page: ProjectPage | None,
+    release_files: Mapping[str, str],
+    now: datetime,
+    *,
+    project: str,
+    version: str,
+    index: Index,
+) -> list[ActionError]:
+    """What the index will refuse about this upload, most fundamental first; empty if nothing.
+
+    `page` is the project's page (None when the index would not say: nothing to check);
+    `release_files` maps each file name to upload to its sha256; `now` is in UTC.
+    The caller raises the first error and reports the others' diagnostics.
+    """
+    if page is None:
+        return []
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    errors: list[ActionError] = []
+    status = _status_error(page, project, index)
+    if status:
+        errors.append(status)
+    if not (index.is_pypi or index.is_testpypi):
+        return errors
+    released = {
+        name: indexed
+        for name, indexed in page.files.items()
+        if _release_of(name) == (canonicalize_name(project), _version(version))
+    }
+    new = [name for name in release_files if name not in page.files]
+    too_old = _too_old(released, new, now, project=project, version=version, index=index)
+    if too_old:
+        errors.append(too_old)
+    second = _second_sdist(released, release_files, project=project, version=version, index=index)
+    if second:
+        errors.append(second)
+    return errors
+
+
+def _status_error(page: ProjectPage, project: str, index: Index) -> ActionError | None:
+    if page.status not in (ARCHIVED, QUARANTINED):
+        return None
+    where = _project_page(index, project)
+    because = (
+        f" The index gives the reason: {md_code(page.status_reason)}" if page.status_reason else ""
+    )
+    if page.status == ARCHIVED:
+        fix = (
+            f"If the project should take releases again, an owner can unarchive it in its "
+            f"settings on {index.display_name} ({where}), then re-run this job."
+        )
+    else:
+        fix = (
+            f"Only {index.display_name}'s administrators can lift a quarantine; the project's "
+            f"owners hear from them by email. See {where}, and re-run this job once the "
+            "quarantine is lifted."
+        )
+    return ProjectNotAcceptingUploads(
+        f"{index.display_name} marks the project {md_code(project)} as "
+        f"{md_code(page.status)}, and refuses "
+        f"new files for it.{because}",
+        fix=fix,
+    )
+
+
+def _too_old(
+    released: Mapping[str, IndexedFile],
+    new: list[str],
+    now: datetime,
+    *,
+    project: str,
+    version: str,
+    index: Index,
+) -> ActionError | None:
+    times = [f.upload_time for f in released.values() if f.upload_time is not None]
+    if not new or not times:
+        return None
+    first = min(times)
+    if now - first <= NEW_FILES_WINDOW:
+        return None
+    names = ", ".join(md_code(name) for name in new)
+    return ReleaseTooOld(
+        f"{project} {version} was first uploaded to {index.display_name} on "
+        f"{first:%Y-%m-%d} ({(now - first).days} days ago), and {index.display_name} refuses "
+        f"new files for releases older than 14 days; this upload would add {names}.",
+        fix=f"Publish these files under a new version: bump it (for example to "
+        f"{_post_release(version)} if only the packaging changed), tag that, and build again. "
+        "Files already on the index can be uploaded again as they are.",
+    )
+
+
+def _second_sdist(
+    released: Mapping[str, IndexedFile],
+    release_files: Mapping[str, str],
+    *,
+    project: str,
+    version: str,
+    index: Index,
+) -> ActionError | None:
+    ours = [name for name in release_files if _is_sdist(name)]
+    theirs = sorted(name for name in released if _is_sdist(name) and name not in ours)
+    if not ours or not theirs:
+        return None
+    return SecondSdist(
+        f"{project} {version} on {index.display_name} already has the sdist "
+        f"{md_code(theirs[0])}, so "
+        f"{md_code(ours[0])} cannot be added: {index.display_name} allows one sdist per release.",
+        fix=f"Leave {md_code(ours[0])} out of this upload (upload the wheels only), or "
+        "publish a new "
+        "version. The names differ when the build backend changed how it names sdists, as "
+        "setuptools 69.3 did (`my_project-1.0.tar.gz`, formerly `my-project-1.0.tar.gz`).",
+    )
+
+
+def _is_sdist(filename: str) -> bool:
+    return filename.endswith((".tar.gz", ".zip"))
+
+
+def _version(version: str) -> Version | str:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return version
+
+
+def _release_of(filename: str) -> tuple[str, Version] | None:
+    """The (normalised project, version) a wheel or sdist file name belongs to."""
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+            return name, version
+        if _is_sdist(filename):
+            return parse_sdist_filename(filename)
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
+    return None
+
+
+def _post_release(version: str) -> str:
+    try:
+        parsed = Version(version)
+    except InvalidVersion:
+        return "a new version"
+    if parsed.dev is not None:
+        return "a new version"
+    if parsed.post is not None:
+        return f"{parsed.base_version}.post{parsed.post + 1}"
+    return f"{parsed.public}.post1"
+
+
+def _project_page(index: Index, project: str) -> str:
+    web = index.web
+    name = canonicalize_name(project)
+    return f"{web}/project/{name}/" if web else index.project_simple_url(name)
