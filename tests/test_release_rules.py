@@ -260,11 +260,14 @@ def test_the_existing_parser_keeps_working_and_gains_upload_times() -> None:
     when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     body = json.dumps(page_json([entry(WHEEL, "d" * 64, when)])).encode()
     files = parse("https://pypi.org/simple/pkg/", "application/vnd.pypi.simple.v1+json", body)
+    assert files is not None
     assert files[WHEEL] == IndexedFile(
         "https://pypi.org/packages/" + WHEEL, "d" * 64, upload_time=when
     )
     html = b'<a href="/p/pkg-1.0.0.tar.gz#sha256=ee">pkg-1.0.0.tar.gz</a>'
-    assert parse("https://x/simple/pkg/", "text/html", html)[SDIST].upload_time is None
+    listed = parse("https://x/simple/pkg/", "text/html", html)
+    assert listed is not None
+    assert listed[SDIST].upload_time is None
 
 
 # The read itself.
