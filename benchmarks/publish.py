@@ -6,8 +6,9 @@
 Assumptions (the reasoning is in README.md, Performance):
 
 - action: the image as tests.localindex.image reproduces it (the lock installed by the
-  Dockerfile's pip line, byte-compiled, its ENV), run by tests.localindex.runner as the
-  runner starts it: identity token, audience, mint, uploads and all.
+  build stage's pip line, the installed packages alone in a Python without pip,
+  byte-compiled, the image's ENV), run by tests.localindex.runner as the runner starts
+  it: identity token, audience, mint, uploads and all.
 - twine: `pip install twine==<locked version>` into its own venv, `twine upload` with a
   static token made beforehand (not timed).
 - curl: one curl process uploading the same files with the form twine sends (built

@@ -1,11 +1,18 @@
-"""Pin action.yml's `runs.image` to a released image digest.
+"""Pin action.yml's `runs.image` to a released image index's digest.
 
 Between releases action.yml says `image: Dockerfile` and the runner builds the
-image on every use. The release workflow pushes the image, then runs this
-script on a release commit so that the tag users pin runs exactly the image
-whose provenance was attested, by digest:
+image on every use. The release workflow pushes one image per platform and an
+index of them, then runs this script on a release commit so that the tag users
+pin runs exactly the images whose provenance was attested, by the index's digest
+(each runner pulls its own platform from it). From the checkout's root:
 
-    python3 scripts/pin_image.py --image ghcr.io/owner/name sha256:<64 hex>
+    python3 -m scripts.pin_image --image ghcr.io/owner/name \
+        --index-manifest index.json sha256:<64 hex>
+
+index.json is what `docker buildx imagetools inspect --raw <image>@<digest>`
+prints. The digest must be that of these exact bytes, and they must be an index
+of linux/amd64 and linux/arm64 (scripts/image_index.py): a single-platform
+image's digest is refused, since it would fail on every other platform.
 
 It edits the one line in place instead of re-serialising the YAML, so comments
 and formatting survive and the release commit's diff is that one line. It uses
@@ -20,6 +27,8 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from scripts.image_index import ManifestError, platform_digests
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # A registry host, then lower-case path components; no tag and no digest,
@@ -91,15 +100,34 @@ def pin(action_yml: str, image: str, digest: str) -> str:
     return "\n".join(lines)
 
 
+def pin_index(action_yml: str, image: str, digest: str, index_manifest: bytes) -> str:
+    """`pin`, once `index_manifest` has shown that `digest` names an index of every platform."""
+    try:
+        platform_digests(index_manifest, digest=digest)
+    except ManifestError as error:
+        raise PinError(f"{digest} cannot be pinned: {error}") from None
+    return pin(action_yml, image, digest)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Pin action.yml's runs.image to a digest.")
-    parser.add_argument("digest", help="the pushed image's digest, sha256:<64 hex>")
+    parser = argparse.ArgumentParser(
+        prog="python3 -m scripts.pin_image",
+        description="Pin action.yml's runs.image to a released image index's digest.",
+    )
+    parser.add_argument("digest", help="the pushed image index's digest, sha256:<64 hex>")
     parser.add_argument("--image", required=True, help="e.g. ghcr.io/owner/pypi-oidc-action")
+    parser.add_argument(
+        "--index-manifest",
+        type=Path,
+        required=True,
+        help="the index's raw JSON, as `docker buildx imagetools inspect --raw` prints it",
+    )
     parser.add_argument("--action", type=Path, default=Path("action.yml"), help="file to edit")
     args = parser.parse_args(argv)
     try:
         text = args.action.read_text(encoding="utf-8")
-        pinned = pin(text, args.image, args.digest)
+        manifest = args.index_manifest.read_bytes()
+        pinned = pin_index(text, args.image, args.digest, manifest)
     except (OSError, PinError) as error:
         print(f"pin_image: {error}", file=sys.stderr)
         return 1

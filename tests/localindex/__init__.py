@@ -5,6 +5,7 @@ server.py (LocalIndex: routes and settings) over transport.py (HTTPS, faults, th
 multipart.py (upload forms) and pypi.py (PyPI's rules and simple API); oidc.py and
 identity.py (GitHub's tokens, PyPI's publishers); dists.py (wheels and sdists, sha256);
 runner.py (the action as GitHub's runner starts it, and what the runner reads back);
-image.py (the Dockerfile reproduced in a venv); clients.py (direct calls, as twine and
-pip make them); proc.py (subprocesses, and environments without pip configuration).
+image.py (the Dockerfile's two stages reproduced in venvs) over dockerfile.py (the
+Dockerfile read stage by stage); clients.py (direct calls, as twine and pip make them);
+proc.py (subprocesses, and environments without pip configuration).
 """
