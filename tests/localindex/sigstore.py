@@ -62,7 +62,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.localindex import oidc
+from tests.localindex import oidc, transport
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -137,8 +137,11 @@ class LogEntry(NamedTuple):
     status: int | Literal["reset"]
 
 
-class Dropped(Exception):
-    """The request is abandoned without an answer (a reset, or the instance was reset)."""
+class Dropped(transport.Dropped):
+    """The request is abandoned without an answer (a reset, or the instance was reset).
+
+    The local index's own kind, so a LocalSigstore mounted there ends requests as it does.
+    """
 
 
 class AttestationRefused(Exception):
@@ -1067,6 +1070,10 @@ class Provenances:
         }
         with self._lock:
             self._by_file[filename] = {"version": 1, "attestation_bundles": [bundle]}
+
+    def has(self, filename: str) -> bool:
+        with self._lock:
+            return filename in self._by_file
 
     def provenance(self, filename: str) -> dict[str, Any] | None:
         with self._lock:
