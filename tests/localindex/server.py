@@ -90,6 +90,8 @@ _METHODS: dict[str, str] = {
 }
 # The local Sigstore's mounts, by prefix: the name each is logged, faulted and delayed
 # under. Fulcio is asked at the host root (see sigstore.py); the CT log has no endpoint.
+# latency["rekor"] is waited before the app is called, so LocalSigstore.max_in_flight
+# (and its own rekor_delay) see a request only once that wait is over.
 _SIGSTORE_MOUNTS = {
     f"{PREFIX}/fulcio/": "fulcio",
     "/api/v2/": "fulcio",

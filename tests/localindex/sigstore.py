@@ -17,6 +17,8 @@ Mounting: sigstore-python joins Fulcio's absolute path onto the CA URL (`urljoin
 "/api/v2/signingCert")`), dropping any path the URL has, so Fulcio is requested at
 `/api/v2/signingCert` on the host root whatever the signing config says. The app routes on
 SCRIPT_NAME + PATH_INFO, so a host serves it by sending it every path under `MOUNTS`.
+The local index does (`LocalIndex.sigstore`), logging, faulting and delaying Fulcio and
+Rekor under its own names "fulcio" and "rekor"; `Dropped` is the index transport's own.
 
 PyPI's side: `verify_upload()` does what warehouse does with an upload's `attestations` field
 (same checks, same order, same words), against this instance's trusted root; `Provenances`
