@@ -28,6 +28,7 @@ class Run(Protocol):
         env: Mapping[str, str | None] | None = ...,
         event: Mapping[str, Any] | None = ...,
         id_token: bool = ...,
+        sigstore: bool = ...,
         python: str = ...,
         entrypoint: Path = ...,
         timeout: float = ...,
@@ -71,8 +72,9 @@ def run(index: LocalIndex, workspace: Path) -> Run:
     """run_action bound to the test's index and workspace.
 
     Every run, passing or failing, is scanned for every secret the index handed out or was
-    given (identity tokens, the token-request bearer, minted and API tokens): none may appear
-    anywhere a reader could see it.
+    given (identity tokens, those for Sigstore included, the token-request bearer, minted and
+    API tokens): none may appear anywhere a reader could see it. `sigstore=True` signs
+    against the index's local Sigstore.
     """
 
     def scanned(inputs: Mapping[str, str] | None = None, **options: Any) -> ActionRun:

@@ -355,6 +355,7 @@ def test_runner_builds_the_containers_environment_and_reads_commands_back(
     assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == str(index.ca_pem)
     assert env["ACTIONS_ID_TOKEN_REQUEST_URL"] == index.id_token_request_url
     assert "PIP_CONFIG_FILE" not in env  # only PATH comes from the test process
+    assert "OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG" not in env
     assert result.annotations == [
         Annotation("error", "line one\nline two %", "Bad: thing, here", "dist/a.whl", 3),
         Annotation("notice", "indented"),
@@ -370,6 +371,13 @@ def test_runner_builds_the_containers_environment_and_reads_commands_back(
     assert "ACTIONS_ID_TOKEN_REQUEST_URL" not in env
     assert "ACTIONS_ID_TOKEN_REQUEST_TOKEN" not in env
     assert without.leaked(index) == []
+
+    run_action(index, workspace, entrypoint=entrypoint, sigstore=True)
+    env = json.loads((workspace / "env.json").read_text())
+
+    # The action signs against the index's Sigstore, reached through the index's CA.
+    assert env["OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG"] == str(index.sigstore_trust_config)
+    assert env["REQUESTS_CA_BUNDLE"] == str(index.ca_pem)
     with pytest.raises(ValueError, match="no-such-input"):
         run_action(index, workspace, {"no-such-input": "x"}, entrypoint=entrypoint)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import requests
@@ -43,15 +45,27 @@ def mint_token(index: LocalIndex) -> str:
 
 
 def twine_upload(
-    index: LocalIndex, path: Path, password: str, *, username: str = "__token__"
+    index: LocalIndex,
+    path: Path,
+    password: str,
+    *,
+    username: str = "__token__",
+    attestations: Sequence[Mapping[str, Any]] | None = None,
 ) -> requests.Response:
-    """Uploads one file with twine's own client, in process."""
+    """Uploads one file with twine's own client, in process.
+
+    `attestations` (PEP 740 attestation objects) go in the form's `attestations` field, as
+    `twine upload --attestations` sends the files it loads.
+    """
     repository = Repository(index.upload_url, username, password, disable_progress_bar=True)
     # Environment settings (REQUESTS_CA_BUNDLE, proxies) would override the session's.
     repository.session.trust_env = False
     repository.session.verify = str(index.ca_pem)
+    package = PackageFile.from_filename(str(path), comment=None)
+    if attestations is not None:
+        package.attestations = [dict(attestation) for attestation in attestations]
     try:
-        return repository.upload(PackageFile.from_filename(str(path), comment=None))
+        return repository.upload(package)
     finally:
         repository.close()
 

@@ -27,6 +27,8 @@ from tests.localindex.server import LocalIndex
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO_ROOT / "entrypoint.py"
 ACTION_YML = REPO_ROOT / "action.yml"
+SIGSTORE_TRUST_CONFIG = "OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG"
+"""The variable naming the client trust config the action signs against (its attest.py)."""
 
 # The runner's unescaping: sequential replacements in this order, "%25" last.
 _DATA_ESCAPES = (("%0D", "\r"), ("%0A", "\n"), ("%25", "%"))
@@ -101,6 +103,7 @@ def run_action(
     env: Mapping[str, str | None] | None = None,
     event: Mapping[str, Any] | None = None,
     id_token: bool = True,
+    sigstore: bool = False,
     python: str = sys.executable,
     entrypoint: Path = ENTRYPOINT,
     timeout: float = 120,
@@ -110,6 +113,9 @@ def run_action(
     `inputs` are action inputs by name ("repository-url"), over action.yml's
     defaults and a repository-url pointing at the index. `env` sets variables last
     (None removes one). `id_token=False` is a job without `id-token: write`.
+    `sigstore=True` points the action's signing at the index's local Sigstore
+    (OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG); without it, signing would go to Sigstore's
+    public instance, which the index's CA, the only one trusted, keeps out of reach.
     """
     # The runner's own directories, like /github/file_commands and /github/home.
     runner = Path(tempfile.mkdtemp(prefix="runner-", dir=workspace.parent))
@@ -133,7 +139,8 @@ def run_action(
         "GITHUB_STEP_SUMMARY": str(summary_file),
         "GITHUB_EVENT_PATH": str(event_file),
         "RUNNER_TEMP": str(temp),
-        # The index's CA is the only one trusted: nothing reaches a real host.
+        # The index's CA is the only one trusted: nothing reaches a real host. sigstore's
+        # HTTP goes through requests, so this one also lets it reach the local Sigstore.
         "SSL_CERT_FILE": str(index.ca_pem),
         "REQUESTS_CA_BUNDLE": str(index.ca_pem),
         **input_env({"repository-url": index.upload_url, **(inputs or {})}),
@@ -141,6 +148,8 @@ def run_action(
     if id_token:
         environ["ACTIONS_ID_TOKEN_REQUEST_URL"] = index.id_token_request_url
         environ["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] = index.id_token_request_token
+    if sigstore:
+        environ[SIGSTORE_TRUST_CONFIG] = str(index.sigstore_trust_config)
     for name, value in (env or {}).items():
         if value is None:
             environ.pop(name, None)

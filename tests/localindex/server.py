@@ -8,7 +8,12 @@
 - GitHub's ID-token endpoint (`/_github/token`), signing RS256 JWTs;
 - PyPI's trusted-publishing endpoints (`/_/oidc/audience`, `/_/oidc/mint-token`,
   `/_/oidc/github/mint-token`) and upload endpoint (`/legacy/`), emulated from
-  warehouse's source: same checks, order, status codes and wording (pypi.py);
+  warehouse's source: same checks, order, status codes and wording (pypi.py), PEP 740
+  attestations verified as PyPI verifies them, and the Integrity API
+  (`/integrity/<project>/<version>/<file>/provenance`);
+- a local Sigstore (sigstore.py: Fulcio, a CT log key, Rekor v1), mounted under
+  `/_sigstore/` and, for Fulcio, `/api/v2/` (`sigstore`, `sigstore_trust_config`); its
+  Fulcio takes the identity tokens `/_github/token` issues for the audience `sigstore`;
 - any other WSGI app mounted under a path prefix (`mount()`).
 
 Tests reconfigure it through its attributes, script failures with `faults()`, read
@@ -35,11 +40,19 @@ from typing import IO, TYPE_CHECKING, Literal
 from urllib.parse import parse_qs
 
 import trustme
+from packaging.version import InvalidVersion, Version
 
 from tests.localindex import identity, multipart, oidc, pypi
 from tests.localindex.dists import sha256
 from tests.localindex.oidc import Publisher
 from tests.localindex.pypi import MintedToken, ProjectStatus, Refusal
+from tests.localindex.sigstore import (
+    MOUNTS,
+    PREFIX,
+    AttestationRefused,
+    LocalSigstore,
+    verify_upload,
+)
 from tests.localindex.transport import Exchange, Fault, HttpsServer, LogEntry, Requests
 
 if TYPE_CHECKING:
@@ -55,8 +68,10 @@ __all__ = [
     "SimpleRequest",
 ]
 
-Endpoint = Literal["audience", "id-token", "mint", "upload", "simple", "other"]
-FaultEndpoint = Literal["audience", "id-token", "mint", "upload", "simple"]
+Endpoint = Literal["audience", "id-token", "mint", "upload", "simple", "integrity", "other"]
+FaultEndpoint = Literal[
+    "audience", "id-token", "mint", "upload", "simple", "integrity", "fulcio", "rekor"
+]
 
 _ROUTES: dict[str, Endpoint] = {
     "/_/oidc/audience": "audience",
@@ -71,7 +86,19 @@ _METHODS: dict[str, str] = {
     "id-token": "GET",
     "mint": "POST",
     "upload": "POST",
+    "integrity": "GET",
 }
+# The local Sigstore's mounts, by prefix: the name each is logged, faulted and delayed
+# under. Fulcio is asked at the host root (see sigstore.py); the CT log has no endpoint.
+# latency["rekor"] is waited before the app is called, so LocalSigstore.max_in_flight
+# (and its own rekor_delay) see a request only once that wait is over.
+_SIGSTORE_MOUNTS = {
+    f"{PREFIX}/fulcio/": "fulcio",
+    "/api/v2/": "fulcio",
+    f"{PREFIX}/rekor/": "rekor",
+    f"{PREFIX}/": "sigstore",
+}
+assert {prefix.rstrip("/") for prefix in MOUNTS} <= {p.rstrip("/") for p in _SIGSTORE_MOUNTS}
 _MIB = 1024 * 1024
 REAL_LATENCY: Mapping[str, float] = MappingProxyType(
     {"id-token": 0.15, "audience": 0.05, "mint": 0.2, "upload": 0.3}
@@ -115,9 +142,9 @@ class LocalIndex:
     """Bytes per second at which upload bodies are read (a slow link), or None."""
     latency: dict[str, float]
     """Seconds each request to an endpoint waits before it is handled, by endpoint name
-    ("id-token", "audience", "mint", "upload", "simple", a mount's name): the round trips
-    and server time a runner pays to PyPI and GitHub and 127.0.0.1 does not. See
-    REAL_LATENCY."""
+    ("id-token", "audience", "mint", "upload", "simple", "integrity", "fulcio", "rekor", a
+    mount's name): the round trips and server time a runner pays to PyPI and GitHub and
+    127.0.0.1 does not. See REAL_LATENCY."""
     file_size_limit: int | None
     """PyPI's per-file limit, 100 MiB unless raised for a project; None for no limit."""
     claims: dict[str, str | int]
@@ -176,6 +203,11 @@ class LocalIndex:
             name="localindex",
             daemon=True,
         )
+        self.sigstore = LocalSigstore(self.url, self._issuer)
+        """The local Sigstore this server serves; reset with the index."""
+        for prefix, name in _SIGSTORE_MOUNTS.items():
+            reset = self.sigstore.reset if name == "sigstore" else None
+            self.mount(prefix, self.sigstore.app, name=name, reset=reset)
 
     def start(self) -> LocalIndex:
         self._thread.start()
@@ -186,6 +218,7 @@ class LocalIndex:
         if self._thread.is_alive():
             self._server.shutdown()
         self._server.server_close()
+        self.sigstore.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> LocalIndex:
@@ -258,6 +291,21 @@ class LocalIndex:
     def id_token_request_url(self) -> str:
         return f"{self.url}/_github/token?api-version=2.0"
 
+    @property
+    def sigstore_trust_config(self) -> Path:
+        """The client trust config naming the local Sigstore: for
+        OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG, or sigstore's ClientTrustConfig.from_json."""
+        return self.sigstore.trust_config_path
+
+    def provenance_url(self, filename: str) -> str | None:
+        """The Integrity API's URL for a distribution's provenance; None for a filename
+        that names no release."""
+        release = pypi.release_of(filename)
+        if release is None:
+            return None
+        project, version = release
+        return f"{self.url}/integrity/{project}/{version}/{filename}/provenance"
+
     def mount(
         self,
         prefix: str,
@@ -313,7 +361,11 @@ class LocalIndex:
         return found if found is not None else (self.storage_dir / filename).stat().st_mtime
 
     def secrets(self) -> list[str]:
-        """Every credential a run against this index could leak."""
+        """Every credential a run against this index could leak.
+
+        The identity tokens include those issued for Sigstore; nothing else of Sigstore's
+        is secret (certificates, log entries and attestations are public).
+        """
         return [
             *self.minted_tokens,
             *self.issued_id_tokens,
@@ -329,7 +381,11 @@ class LocalIndex:
             if path.startswith(mount.prefix) or path == mount.prefix[:-1]:
                 return self._mounted(mount, environ, start_response)
         endpoint: Endpoint = _ROUTES.get(path) or (
-            "simple" if path.startswith(("/simple", "/packages")) else "other"
+            "simple"
+            if path.startswith(("/simple", "/packages"))
+            else "integrity"
+            if path.startswith("/integrity/")
+            else "other"
         )
         ex = Exchange(self._requests, endpoint, environ, start_response)
         early = self._misrouted(ex)
@@ -347,6 +403,7 @@ class LocalIndex:
             "id-token": self._id_token,
             "mint": self._mint,
             "upload": self._upload,
+            "integrity": self._integrity,
         }
         return handlers[endpoint](ex)
 
@@ -445,15 +502,23 @@ class LocalIndex:
                     raise Refusal(400, pypi.NO_FILE) from None
                 pypi.authorize(minted, form.field("name"))
                 if self.mode == "pypi":
-                    self._check_and_store(spool, form)
+                    self._check_and_store(spool, form, minted)
             except Refusal as refusal:
                 return ex.page(refusal.code, refusal.reason)
             if self.mode == "pypiserver":
                 return self._pypiserver_upload(ex, spool, size)
         return ex.respond(200)
 
-    def _check_and_store(self, spool: IO[bytes], form: multipart.Form) -> None:
-        """PyPI's checks on the file, in warehouse's order; stores it unless already there."""
+    def _check_and_store(
+        self, spool: IO[bytes], form: multipart.Form, minted: MintedToken | None
+    ) -> None:
+        """PyPI's checks on the file, in warehouse's order; stores it unless already there.
+
+        As warehouse (forklift/legacy.py): a byte-identical re-upload answers 200 before
+        anything else about the file is judged, its attestations included; attestations
+        are verified after the file's checks and before it is stored, and kept (for the
+        Integrity API) only with it.
+        """
         project = pypi.normalize(form.field("name"))
         pypi.check_project_status(form.field("name"), self.project_status.get(project, "active"))
         pypi.check_description(form)
@@ -461,10 +526,42 @@ class LocalIndex:
         pypi.check_size(form, self.file_size_limit)
         pypi.check_digests(form)
         with self._storage_lock:
-            if not self._is_duplicate(form):
-                pypi.check_filename_version(form)
-                pypi.check_release(form, self._uploaded_at, time.time())
+            if not self._admits(form):
+                return
+        # Verified outside the lock (it takes a while), so concurrent uploads overlap.
+        attestations = self._verify_attestations(form, minted)
+        with self._storage_lock:
+            # Judged again: the same file may have been stored meanwhile.
+            if self._admits(form):
                 self._store(spool, form)
+                if attestations is not None and minted is not None:
+                    self.sigstore.provenances.record(form.filename, minted.publisher, attestations)
+
+    def _admits(self, form: multipart.Form) -> bool:
+        """The checks that read the storage (lock held): False for a byte-identical
+        re-upload, a Refusal for what PyPI refuses, True for a file to store."""
+        if self._is_duplicate(form):
+            return False
+        pypi.check_filename_version(form)
+        pypi.check_release(form, self._uploaded_at, time.time())
+        return True
+
+    def _verify_attestations(
+        self, form: multipart.Form, minted: MintedToken | None
+    ) -> list[dict[str, object]] | None:
+        """The form's verified attestations, None when it has none; a Refusal as PyPI's."""
+        if "attestations" not in form.fields:
+            return None
+        try:
+            return verify_upload(
+                form.field("attestations"),
+                filename=form.filename,
+                sha256=form.digests["sha256"],
+                publisher=None if minted is None else minted.publisher,
+                trust_config=self.sigstore_trust_config,
+            )
+        except AttestationRefused as refused:
+            raise Refusal(400, str(refused)) from None
 
     def _store(self, spool: IO[bytes], form: multipart.Form) -> None:
         # Written aside and renamed in, so a listing never shows half a file. Storing
@@ -510,6 +607,28 @@ class LocalIndex:
             f"{form.digests['blake2_256']!r}). "
             "See https://pypi.org/help/#file-name-reuse for more information.",
         )
+
+    # --- the Integrity API ----------------------------------------------------------------
+
+    def _integrity(self, ex: Exchange) -> list[bytes]:
+        """`GET /integrity/<project>/<version>/<filename>/provenance`, as warehouse answers
+        it: the provenance JSON, or 404 with a JSON message for a stored file without one;
+        a plain 404 for a file, release or project the index does not hold."""
+        parts = ex.path.split("/")
+        if len(parts) != 6 or parts[5] != "provenance":
+            return ex.page(404)
+        _, _, project, version, filename, _ = parts
+        release = pypi.release_of(filename)
+        with self._storage_lock:
+            stored = (self.storage_dir / filename).is_file() if filename else False
+        try:
+            matches = release is not None and release == (pypi.normalize(project), Version(version))
+        except InvalidVersion:
+            matches = False
+        if not (stored and matches):
+            return ex.page(404)
+        status, body = self.sigstore.provenances.answer(filename)
+        return ex.json(status, body)
 
     # --- the simple API -------------------------------------------------------------------
 
@@ -574,6 +693,11 @@ class LocalIndex:
                 sha256=sha256(path),
                 size=path.stat().st_size,
                 uploaded_at=uploaded[path.name] or path.stat().st_mtime,
+                provenance=(
+                    self.provenance_url(path.name)
+                    if self.sigstore.provenances.has(path.name)
+                    else None
+                ),
             )
             for path in shown
         ]

@@ -17,6 +17,8 @@ Mounting: sigstore-python joins Fulcio's absolute path onto the CA URL (`urljoin
 "/api/v2/signingCert")`), dropping any path the URL has, so Fulcio is requested at
 `/api/v2/signingCert` on the host root whatever the signing config says. The app routes on
 SCRIPT_NAME + PATH_INFO, so a host serves it by sending it every path under `MOUNTS`.
+The local index does (`LocalIndex.sigstore`), logging, faulting and delaying Fulcio and
+Rekor under its own names "fulcio" and "rekor"; `Dropped` is the index transport's own.
 
 PyPI's side: `verify_upload()` does what warehouse does with an upload's `attestations` field
 (same checks, same order, same words), against this instance's trusted root; `Provenances`
@@ -62,7 +64,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.localindex import oidc
+from tests.localindex import oidc, transport
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -137,8 +139,11 @@ class LogEntry(NamedTuple):
     status: int | Literal["reset"]
 
 
-class Dropped(Exception):
-    """The request is abandoned without an answer (a reset, or the instance was reset)."""
+class Dropped(transport.Dropped):
+    """The request is abandoned without an answer (a reset, or the instance was reset).
+
+    The local index's own kind, so a LocalSigstore mounted there ends requests as it does.
+    """
 
 
 class AttestationRefused(Exception):
@@ -1067,6 +1072,10 @@ class Provenances:
         }
         with self._lock:
             self._by_file[filename] = {"version": 1, "attestation_bundles": [bundle]}
+
+    def has(self, filename: str) -> bool:
+        with self._lock:
+            return filename in self._by_file
 
     def provenance(self, filename: str) -> dict[str, Any] | None:
         with self._lock:
