@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import Run
 from tests.localindex import identity
@@ -21,7 +22,7 @@ ATTESTATION_REFUSED = (
 )
 
 
-def provenance(index: LocalIndex, filename: str) -> dict[str, object] | None:
+def provenance(index: LocalIndex, filename: str) -> dict[str, Any] | None:
     url = index.provenance_url(filename)
     assert url is not None
     with https_client(index) as client:
@@ -42,7 +43,7 @@ def test_every_file_is_signed_and_verified_by_the_index(
     for dist in (wheel, sdist):
         bundle = provenance(index, dist.name)
         assert bundle is not None, dist.name
-        [published] = bundle["attestation_bundles"]  # type: ignore[index]
+        [published] = bundle["attestation_bundles"]
         assert published["publisher"]["workflow"] == identity.WORKFLOW_FILE
     files = json.loads(result.outputs["files"])
     assert [f["attested"] for f in files] == [True, True]
