@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from oidc_publish.errors import RUN_DEADLINE_MINUTES, ActionError, InternalError, RunTimedOut
-from oidc_publish.report import Publication, Reporter
+from oidc_publish.report import Publication, Release, Reporter
 from oidc_publish.runner import RunnerContext
 
 if TYPE_CHECKING:
@@ -86,22 +87,20 @@ def publish(
     publication: Publication,
     world: World,
 ) -> None:
-    from oidc_publish.credentials import check_context, github_identity_token
-    from oidc_publish.dists import locate
-    from oidc_publish.index import IndexClient
-    from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
-    from oidc_publish.network import Pending, RetryPolicy, ca_bundle, client
-    from oidc_publish.reconcile import Reconciler
-    from oidc_publish.release_rules import check_tag
-    from oidc_publish.report import Release
-    from oidc_publish.upload import Uploader
 
     inputs = Inputs.from_env(environ)
     if inputs.password is not None:
         reporter.mask(inputs.password.get_secret_value())
     reporter.verbose = inputs.verbose
     publication.dry_run = inputs.dry_run
+
+    from oidc_publish.credentials import check_context, github_identity_token
+    from oidc_publish.dists import locate
+    from oidc_publish.index_urls import Index
+    from oidc_publish.network import Pending, RetryPolicy
+    from oidc_publish.release_rules import check_tag
+
     index = Index(inputs.repository_url)
     if inputs.trusted_publishing:
         check_context(context, index)
@@ -111,25 +110,27 @@ def publish(
     if inputs.verify_tag and named:
         check_tag(context.ref, *named, debug=reporter.debug)
 
+    # From here the network waits run beside the local work: the token exchange, the
+    # index's page for its rules, then signing; the files are read and checked meanwhile.
+    # The waits are the longest path, so they start first: the identity token is asked
+    # for while the HTTP client is still being made.
     policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic)
     identity = world.identity or github_identity_token(reporter)
-    http = client(reporter.debug, environ)
+    made: Future[httpx.Client] = Future()
+    exchange = _start_exchange(
+        inputs,
+        context=context,
+        reporter=reporter,
+        index=index,
+        http=made.result,
+        policy=policy,
+        project=named[0] if named else None,
+        identity=identity,
+        world=world,
+    )
+    http = _make_client(made, reporter, environ)
     try:
-        holdings = IndexClient(index, http, policy, reporter)
-        # The network waits while the files are read and checked: the index's page (for
-        # its rules) and the token exchange.
-        page = Pending(lambda: holdings.project_page(named[0]) if named else None, "index page")
-        exchange = _start_exchange(
-            inputs,
-            context=context,
-            reporter=reporter,
-            index=index,
-            http=http,
-            policy=policy,
-            project=named[0] if named else None,
-            identity=identity,
-            world=world,
-        )
+        page = Pending(lambda: _index_page(index, http, policy, reporter, named), "index page")
         dists = _read(inputs, context, index, paths, reporter)
         signing = _start_signing(
             inputs,
@@ -150,7 +151,14 @@ def publish(
             index.release_url(first.name, first.version),
         )
         _obey_index_rules(page.result(), dists, index, reporter, world)
+        # Imported while the token exchange may still be waiting on the network.
+        from oidc_publish.index import IndexClient
+        from oidc_publish.network import ca_bundle
+        from oidc_publish.reconcile import Reconciler
+        from oidc_publish.upload import Uploader
+
         credential = exchange()
+        holdings = IndexClient(index, http, policy, reporter)
         reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
         if inputs.dry_run:
             publication.results = reconciler.rehearse(dists)
@@ -171,6 +179,33 @@ def publish(
             _wait_until_installable(holdings, publication, reporter, world)
     finally:
         http.close()
+
+
+def _make_client(
+    made: Future[httpx.Client], reporter: Reporter, environ: Mapping[str, str]
+) -> httpx.Client:
+    """The HTTP client, handed to whoever waits on `made` as well."""
+    from oidc_publish.network import client
+
+    try:
+        http = client(reporter.debug, environ)
+    except BaseException as error:
+        made.set_exception(error)
+        raise
+    made.set_result(http)
+    return http
+
+
+def _index_page(
+    index: Index,
+    http: httpx.Client,
+    policy: RetryPolicy,
+    reporter: Reporter,
+    named: tuple[str, str] | None,
+) -> ProjectPage | None:
+    from oidc_publish.index import IndexClient
+
+    return IndexClient(index, http, policy, reporter).project_page(named[0]) if named else None
 
 
 def _read(
@@ -347,7 +382,7 @@ def _start_exchange(
     context: RunnerContext,
     reporter: Reporter,
     index: Index,
-    http: httpx.Client,
+    http: Callable[[], httpx.Client],
     policy: RetryPolicy,
     project: str | None,
     identity: IdentityTokens,
@@ -364,21 +399,26 @@ def _start_exchange(
             reporter.add(notice)
         token = ApiToken(inputs.user, inputs.password.get_secret_value())
         return lambda: token
-    publishing = TrustedPublishing(
-        index=index,
-        http=http,
-        policy=policy,
-        reporter=reporter,
-        project=project,
-        identity=identity,
-        clock=world.wall,
-    )
+
+    def mint() -> Credential:
+        publishing = TrustedPublishing(
+            index=index,
+            http=http,
+            policy=policy,
+            reporter=reporter,
+            project=project,
+            identity=identity,
+            clock=world.wall,
+        )
+        publishing.token()
+        return publishing
+
     reporter.log(f"Exchanging this job's identity token for an upload token at {index.host}")
     # Minted before any upload, so a misconfigured publisher fails here, dry run or not.
-    pending = Pending(publishing.token, "token exchange")
+    pending = Pending(mint, "token exchange")
 
     def collect() -> Credential:
-        pending.result()
+        publishing = pending.result()
         reporter.log("Got an upload token through trusted publishing.")
         return publishing
 

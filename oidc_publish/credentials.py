@@ -33,6 +33,7 @@ from oidc_publish.index_urls import Index
 from oidc_publish.network import (
     REQUEST_DEADLINE,
     Answer,
+    Pending,
     RetryPolicy,
     TooLarge,
     Transient,
@@ -111,13 +112,16 @@ class _Audience(BaseModel):
 
 
 class TrustedPublishing:
+    """The token exchange. `http` gives the HTTP client when first needed, so the identity
+    token can be asked for while the client is still being made."""
+
     username = "__token__"
 
     def __init__(
         self,
         *,
         index: Index,
-        http: httpx.Client,
+        http: Callable[[], httpx.Client],
         policy: RetryPolicy,
         reporter: Reporter,
         project: str | None,
@@ -134,6 +138,7 @@ class TrustedPublishing:
         self._lock = threading.Lock()
         self._audience: str | None = None
         self._token: str | None = None
+        self._first_identity: str | None = None
         self._expires = 0.0
         self._renew_margin = 60.0
         self.claims: Claims | None = None
@@ -153,11 +158,28 @@ class TrustedPublishing:
                 return self._token  # another upload renewed it meanwhile
             return self._mint()
 
+    def _speculate(self) -> str | None:
+        """The identity token for the audience PyPI (or TestPyPI) names, asked for while the
+        index is asked which audience it names: the two round trips overlap. If the index
+        names another, the token goes unused (it was masked) and another is asked for."""
+        guess = "testpypi" if self._index.is_testpypi else "pypi"
+        early = Pending(lambda: self._identity(guess), "identity token")
+        if self.audience() != guess:
+            return None
+        try:
+            return early.result()
+        except Transient:
+            return None
+
+    def _identity_token(self) -> str:
+        token, self._first_identity = self._first_identity, None
+        return token or self._identity(self.audience())
+
     def audience(self) -> str:
         if self._audience is None:
             url = self._index.audience_url
             answer = persist(
-                lambda: _send(self._http, "GET", url),
+                lambda: _send(self._http(), "GET", url),
                 self._policy,
                 self._reporter,
                 label="the audience endpoint",
@@ -181,16 +203,17 @@ class TrustedPublishing:
         return self._audience
 
     def _mint(self) -> str:
-        audience = self.audience()
+        if self._audience is None:
+            self._first_identity = self._speculate()
         url = self._index.mint_url
 
         def attempt() -> Answer:
-            identity = self._identity(audience)
+            identity = self._identity_token()
             claims = Claims.from_jwt(identity)
             if claims is not None and self.claims is None and claims.is_reusable_workflow:
                 self._reporter.add(reusable_workflow_warning(claims))
             self.claims = claims
-            return _send(self._http, "POST", url, json_body={"token": identity})
+            return _send(self._http(), "POST", url, json_body={"token": identity})
 
         minted_at = self._clock()
         answer = persist(

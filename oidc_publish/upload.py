@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import requests
 import requests.adapters
 import requests.auth
+import requests_toolbelt
+from twine.repository import Repository
 
 from oidc_publish.diagnosis import upload_refusal
 from oidc_publish.errors import PYPI_STATUS_PAGE, ActionError
@@ -195,7 +197,15 @@ class Uploader:
         return session
 
     def _discard_session(self) -> None:
+        """Drops this thread's session after a request was abandoned at its deadline.
+
+        It is never closed: the abandoned request still reads its socket, and closing it
+        would free the descriptor for a new connection that the old read would then eat.
+        """
+        session = self._local.session
         self._local.session = None
+        with self._opened_lock:
+            self._opened.remove(session)
 
     def _close(self) -> None:
         with self._opened_lock:
@@ -250,8 +260,6 @@ class _Session:
     ca_file: str | None
 
     def __post_init__(self) -> None:
-        from twine.repository import Repository
-
         self._repository: Any = Repository(self.url, None, None, disable_progress_bar=True)
         self._repository.session.mount("https://", _Adapter(max_retries=0))
         if self.ca_file:
@@ -264,8 +272,6 @@ class _Session:
         """One POST of the file, as twine's `Repository.upload` makes it, less its printing
         (which would share stdout with the workflow commands of other threads) and its
         progress bar."""
-        import requests_toolbelt
-
         package = dist.package
         fields = self._repository._convert_metadata_to_list_of_tuples(package.metadata_dictionary())
         fields += [(":action", "file_upload"), ("protocol_version", "1")]
