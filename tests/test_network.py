@@ -5,6 +5,7 @@ caps, redirects, hostile reason phrases and headers)."""
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -26,7 +27,7 @@ from oidc_publish.network import (
     send,
 )
 from oidc_publish.report import Publication
-from tests.inprocess import UNAVAILABLE, Clock, Journal, Sleeps, http_client, index_client
+from tests.inprocess import PATIENCE, UNAVAILABLE, Clock, Journal, Sleeps, http_client, index_client
 from tests.localindex.server import Fault, LocalIndex
 
 BREAK = "\u200b"  # the zero-width space that breaks a command without hiding the text
@@ -154,11 +155,22 @@ def test_a_drip_ends_as_transient_at_the_request_deadline(
     # Each byte arrives well within any read timeout; the whole never does.
     index.faults("audience", Fault.drip(size=10_000, every=0.05))
 
+    url = audience_url(index)
+
     with pytest.raises(Transient) as caught:
-        send(http, "GET", audience_url(index), deadline=1.0)
+        send(http, "GET", url, deadline=1.0)
 
     assert caught.value.reason == "no complete answer within 1s"
     assert index.count("audience", 200) == 1
+    # The abandoned read goes on in its thread until the index hangs up. The client may be
+    # closed only after that: closing a socket under a thread still reading it frees its
+    # number for the next connection, which OpenSSL in that thread would then read from.
+    reading = [t for t in threading.enumerate() if t.name == f"GET {url}"]
+    assert reading
+    index.reset()
+    for thread in reading:
+        thread.join(PATIENCE)
+        assert not thread.is_alive()
 
 
 def test_a_huge_answer_is_refused_without_reading_it(index: LocalIndex, http: httpx.Client) -> None:
