@@ -1,13 +1,38 @@
-"""The one notice that points API-token users to trusted publishing."""
+"""The credential: the notice that points API-token users to trusted publishing, and
+trusted publishing itself in process against the local index."""
 
 from __future__ import annotations
 
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
+import pytest
+
+from oidc_publish.credentials import TrustedPublishing
 from oidc_publish.diagnosis import password_notice
+from oidc_publish.errors import PublisherMismatch, TrustedPublishingUnavailable, UnexpectedResponse
 from oidc_publish.index_urls import PYPI_UPLOAD, TESTPYPI_UPLOAD, Index
+from oidc_publish.report import Publication
 from oidc_publish.runner import RunnerContext
+from tests.inprocess import (
+    UNAVAILABLE,
+    Clock,
+    Journal,
+    Sleeps,
+    http_client,
+    secret_lines,
+    trusted_publishing,
+)
+from tests.localindex import identity
+from tests.localindex.oidc import default_publisher
+from tests.localindex.server import Fault, LocalIndex
 
 
 def context(**changes: object) -> RunnerContext:
@@ -53,3 +78,179 @@ def test_no_notice_where_trusted_publishing_could_not_work() -> None:
     assert password_notice(context(), Index("https://devpi.example/acme/"), "x") is None
     assert password_notice(context(server_url="https://ghe.example"), pypi, "x") is None
     assert password_notice(context(event_name="pull_request_target"), pypi, "x") is None
+
+
+# Trusted publishing in process, against the local index, never sleeping for real.
+
+
+@pytest.fixture
+def journal() -> Journal:
+    return Journal(verbose=True)  # debug lines in the log, where a leak would show
+
+
+@pytest.fixture
+def http(index: LocalIndex, journal: Journal) -> Iterator[httpx.Client]:
+    with http_client(index, journal) as client:
+        yield client
+
+
+def publishing(
+    index: LocalIndex,
+    journal: Journal,
+    http: httpx.Client,
+    *,
+    clock: Clock | None = None,
+    sleeps: Sleeps | None = None,
+    **policy_changes: Any,
+) -> TrustedPublishing:
+    return trusted_publishing(
+        index, journal, http, sleeps or Sleeps(), clock=clock, **policy_changes
+    )
+
+
+def test_each_mint_attempt_presents_a_fresh_identity_token(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    index.faults("mint", UNAVAILABLE, UNAVAILABLE)
+    sleeps = Sleeps()
+
+    token = publishing(index, journal, http, sleeps=sleeps).token()
+
+    assert token in index.minted_tokens
+    assert index.count("mint", 503) == 2
+    assert index.count("mint", 200) == 1
+    # PyPI takes each identity token once: every attempt asked GitHub again.
+    assert len(index.issued_id_tokens) == 3
+    assert len(set(index.issued_id_tokens)) == 3
+    assert sleeps.waits == [0.0, 0.0]
+    assert journal.text().count("the mint-token endpoint: Attempt") == 2
+
+
+def test_a_publisher_mismatch_shows_the_claims_and_names_the_workflow(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    index.publishers = [replace(default_publisher(), workflow="publish.yml")]
+
+    with pytest.raises(PublisherMismatch) as caught:
+        publishing(index, journal, http).token()
+
+    error = caught.value
+    assert "invalid-publisher" in error.message
+    assert index.count("mint", 422) == 1
+    assert len(index.issued_id_tokens) == 1  # a refusal is not retried
+    # The claims table: what this run's token says beside what PyPI would need.
+    assert "| Workflow | `" + identity.WORKFLOW_REF + "` | `release.yml` |" in error.details
+    assert f"`{identity.REPOSITORY}`" in error.details
+    assert "`release.yml`" in error.fix
+    assert index.minted_tokens == {}
+
+
+@pytest.mark.parametrize(
+    ("setting", "status", "words"),
+    [("disabled", 403, "disabled"), ("absent", 404, "does not offer trusted publishing")],
+)
+def test_an_index_without_trusted_publishing_says_so_at_the_audience(
+    index: LocalIndex,
+    journal: Journal,
+    http: httpx.Client,
+    setting: Literal["disabled", "absent"],
+    status: int,
+    words: str,
+) -> None:
+    index.trusted_publishing = setting
+
+    with pytest.raises(TrustedPublishingUnavailable) as caught:
+        publishing(index, journal, http).token()
+
+    assert words in caught.value.message
+    assert index.count("audience", status) == 1
+    assert index.count("mint") == 0
+    assert index.issued_id_tokens == []
+
+
+def test_a_mint_answer_beyond_the_cap_is_refused_unread(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    # A terabyte: read whole, the test would never end.
+    index.faults("mint", Fault.huge(1 << 40))
+
+    with pytest.raises(UnexpectedResponse) as caught:
+        publishing(index, journal, http).token()
+
+    assert "larger than any token exchange" in caught.value.message
+    assert index.count("mint") == 1
+
+
+def test_absurdly_nested_json_from_the_mint_is_an_unexpected_answer(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    nested = Fault.status(200, body="[" * 100_000, content_type="application/json")
+    index.faults("mint", nested)
+
+    with pytest.raises(UnexpectedResponse) as caught:
+        publishing(index, journal, http).token()
+
+    assert "HTTP 200 with `application/json`" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "expires",
+    [
+        pytest.param(-3600.0, id="in-the-past"),
+        pytest.param(10.0**9, id="far-in-the-future"),
+        pytest.param(None, id="missing"),
+    ],
+)
+def test_an_implausible_expiry_is_taken_as_fifteen_minutes(
+    index: LocalIndex, journal: Journal, http: httpx.Client, expires: float | None
+) -> None:
+    """Neither a mint per call (an expiry in the past) nor a token never renewed."""
+    clock = Clock(time.time())
+
+    def mint_answer() -> Fault:
+        body: dict[str, object] = {"success": True, "token": f"pypi-{secrets.token_hex(8)}"}
+        if expires is not None:
+            body["expires"] = int(clock.now + expires)
+        return Fault.status(200, body=json.dumps(body), content_type="application/json")
+
+    credential = publishing(index, journal, http, clock=clock)
+    index.faults("mint", mint_answer())
+    first = credential.token()
+    for _ in range(20):
+        clock.now += 10.0
+        assert credential.token() == first
+    assert index.count("mint") == 1
+
+    clock.now += 701.0  # 901 s after the first mint
+    index.faults("mint", mint_answer())
+    second = credential.token()
+    for _ in range(20):
+        assert credential.token() == second
+    assert second != first
+    assert index.count("mint") == 2
+
+
+def test_the_minted_token_is_masked_before_anything_mentions_it(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    token = publishing(index, journal, http).token()
+
+    lines = journal.text().splitlines()
+    mentions = [n for n, line in enumerate(lines) if token in line]
+    assert mentions
+    assert lines[mentions[0]] == f"::add-mask::{token}"
+    assert secret_lines(journal.text(), index.secrets()) == []
+
+
+def test_a_token_in_a_malformed_mint_answer_is_masked_too(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    body = json.dumps({"success": True, "token": "pypi-leaked-secret", "expires": "soon"})
+    index.faults("mint", Fault.status(200, body=body, content_type="application/json"))
+
+    with pytest.raises(UnexpectedResponse) as caught:
+        publishing(index, journal, http).token()
+
+    assert "::add-mask::pypi-leaked-secret" in journal.text().splitlines()
+    journal.finish(Publication(), caught.value)
+    assert secret_lines(journal.text(), ["pypi-leaked-secret", *index.secrets()]) == []
