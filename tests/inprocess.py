@@ -140,7 +140,7 @@ def trusted_publishing(
 ) -> TrustedPublishing:
     return TrustedPublishing(
         index=Index(index.upload_url),
-        http=http,
+        http=lambda: http,
         policy=policy(sleeps, **policy_changes),
         reporter=reporter,
         project=project,
