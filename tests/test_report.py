@@ -17,6 +17,7 @@ from oidc_publish.outcomes import FileResult, Outcome
 from oidc_publish.report import Publication, Release, Reporter, render_outputs, render_summary
 from oidc_publish.runner import RunnerContext
 from tests.localindex.runner import parse_commands, parse_outputs
+from tests.summary import code_span_text, table_lines
 
 HOSTILE_NAME = "evil`x``|<img src=x onerror=alert(1)>|[a](javascript:x)-1.0-py3-none-any.whl"
 RELEASE = Release("sample-project", "1.0.0", "PyPI", "https://pypi.org/project/x/1.0.0/")
@@ -36,30 +37,9 @@ def dist(tmp_path: Path, filename: str, kind: str = WHEEL) -> Distribution:
     )
 
 
-def cells(row: str) -> list[str]:
-    """A table row's cells as GitHub splits them: on every `|` not escaped, first."""
-    inner = row.strip().removeprefix("|").removesuffix("|")
-    return [cell.strip() for cell in re.split(r"(?<!\\)\|", inner)]
-
-
-def table(summary: str) -> list[list[str]]:
-    return [cells(line) for line in summary.splitlines() if line.startswith("|")]
-
-
 def without_code_spans(markdown: str) -> str:
     """The Markdown with every code span cut out: what is left is what renders as markup."""
     return re.sub(r"(?<!`)(`+)(?!`).*?(?<!`)\1(?!`)", "", markdown)
-
-
-def code_span_text(span: str) -> str:
-    """What a code span in a table cell shows: fence and padding off, `\\|` a pipe."""
-    fence = re.match(r"`+", span)
-    assert fence, span
-    assert span.endswith(fence.group()), span
-    inner = span[len(fence.group()) : -len(fence.group())]
-    if inner.startswith(" ") and inner.endswith(" ") and inner.strip():
-        inner = inner[1:-1]
-    return inner.replace("\\|", "|")
 
 
 def test_a_hostile_file_name_is_a_code_span_that_keeps_the_table_whole(tmp_path: Path) -> None:
@@ -77,7 +57,7 @@ def test_a_hostile_file_name_is_a_code_span_that_keeps_the_table_whole(tmp_path:
 
     summary = render_summary(publication, error.diagnostics(), failed=True)
 
-    rows = table(summary)
+    rows = table_lines(summary)
     assert [len(row) for row in rows] == [5] * len(rows)
     linked, failed, _ = rows[2:]
     # Linked: the text is a code span, the URL percent-encoded so nothing in it ends the link.
@@ -110,7 +90,7 @@ def test_urls_from_the_index_are_linked_and_output_only_when_https(tmp_path: Pat
     summary = render_summary(publication, [], failed=False)
     files = json.loads(render_outputs(publication)["files"])
 
-    assert [row[0] for row in table(summary)[2:]] == [
+    assert [row[0] for row in table_lines(summary)[2:]] == [
         "`a-1.0-py3-none-any.whl`",
         "`b-1.0-py3-none-any.whl`",
         "`c-1.0-py3-none-any.whl`",
@@ -130,7 +110,7 @@ def test_a_file_the_listing_vouches_for_says_so_and_counts_as_published(tmp_path
     outputs = render_outputs(publication)
 
     assert summary.startswith("## ✅ Published sample-project 1.0.0 to PyPI\n")
-    [row] = table(summary)[2:]
+    [row] = table_lines(summary)[2:]
     assert row[4] == "already on the index (its listing shows this sha256)"
     assert json.loads(outputs["files"]) == [
         {"name": listed.filename, "sha256": "a" * 64, "url": url, "attested": False}
