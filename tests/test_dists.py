@@ -329,3 +329,76 @@ def test_stale_attestation_files_are_ignored_with_one_notice(workspace: Path) ->
     assert notice.level is Level.NOTICE
     assert notice.title == "Attestation files in the folder were ignored"
     assert notice.message.startswith("2 `*.publish.attestation` file(s)")
+
+
+# --- what is in the folder ----------------------------------------------------------------
+
+
+def test_a_missing_packages_dir_is_named_with_the_download_artifact_hint(
+    workspace: Path,
+) -> None:
+    with pytest.raises(NoDistributions) as missing:
+        dists.locate(workspace / "wheelhouse", workspace, reporter(workspace))
+
+    assert "`packages-dir` `wheelhouse` does not exist." in missing.value.message
+    assert "download-artifact" in missing.value.fix
+
+
+def test_a_folder_of_other_files_names_them_and_what_pypi_takes(workspace: Path) -> None:
+    (workspace / "dist" / "sample_project-1.0.0.zip").write_bytes(b"PK")
+    (workspace / "dist" / "notes.txt").write_text("hi")
+
+    with pytest.raises(NoDistributions) as empty:
+        dists.locate(workspace / "dist", workspace, reporter(workspace))
+
+    assert "`notes.txt`" in empty.value.message
+    assert "`sample_project-1.0.0.zip`" in empty.value.message
+    assert "only wheels and `.tar.gz` sdists" in empty.value.message
+
+
+def test_one_nested_folder_is_followed_with_a_notice(workspace: Path) -> None:
+    wheel = make_wheel(workspace / "dist" / "dist", "sample-project", "1.0.0")
+    report = reporter(workspace)
+
+    assert dists.locate(workspace / "dist", workspace, report) == [wheel]
+
+    [notice] = report.diagnostics
+    assert notice.title == "Distributions found one folder down"
+    assert "`dist/dist`" in notice.message
+    assert "`packages-dir: dist/dist`" in notice.fix
+
+
+def test_files_that_are_not_distributions_are_one_notice(workspace: Path) -> None:
+    make_release(workspace)
+    (workspace / "dist" / "checksums.txt").write_text("x")
+    (workspace / "dist" / "sample_project-1.0.0.tar.gz.asc").write_text("sig")
+    report = reporter(workspace)
+
+    assert len(dists.locate(workspace / "dist", workspace, report)) == 2
+
+    [notice] = report.diagnostics
+    assert notice.title == "Files that are not distributions were left out"
+    assert "`checksums.txt`" in notice.message
+    assert "`sample_project-1.0.0.tar.gz.asc`" in notice.message
+
+
+def test_a_description_pypi_would_refuse_is_checked_only_when_asked(workspace: Path) -> None:
+    wheel = make_wheel(
+        workspace / "dist",
+        "sample-project",
+        "1.0.0",
+        description="Title\n=====\n\n.. broken:: directive\n\n`unclosed",
+        description_content_type="text/x-rst",
+    )
+
+    [problem] = problems([wheel], workspace)
+    unchecked = dists.load(
+        [wheel],
+        workspace=workspace,
+        verify_metadata=False,
+        pypi_rules=True,
+        reporter=reporter(workspace),
+    )
+
+    assert (problem.title, problem.file) == ("Description does not render", f"dist/{WHEEL}")
+    assert [d.filename for d in unchecked] == [WHEEL]

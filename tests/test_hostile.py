@@ -102,6 +102,8 @@ def test_a_repository_url_carrying_a_command_is_only_ever_text(
     log = result.log().replace("\u200b", "")
     assert f"Uploading 2 file(s) to {url}" in log
     assert f"POST {url} {wheel.name}" in log
+    # verbose: every request is a log line, not a debug command.
+    assert f"\nPOST {index.url}/_/oidc/mint-token -> 200 OK\n" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -83,3 +84,19 @@ def test_skip_existing_leaves_an_unchecked_file_with_a_warning_that_says_so() ->
     assert warning.level is Level.WARNING
     assert warning.title == "Skipped: the file on the index could not be checked"
     assert "other bytes" not in warning.message
+
+
+def test_a_dry_run_stops_at_other_bytes_saying_what_would_have_happened() -> None:
+    listed = {FILENAME: IndexedFile("https://index.example/f.whl", "c" * 64)}
+    sdist = replace(wheel(), path=Path("dist/sample_project-1.0.0.tar.gz"), kind="sdist")
+
+    with pytest.raises(UploadRejected) as refused:
+        reconciler(listed, skip_existing=False).rehearse([wheel(), sdist])
+
+    [error] = refused.value.diagnostics()
+    assert error.title == "File already exists with other contents"
+    assert "c" * 64 in error.message
+    assert [(r.dist.filename, r.outcome) for r in refused.value.results] == [
+        (FILENAME, Outcome.FAILED),
+        ("sample_project-1.0.0.tar.gz", Outcome.NOT_ATTEMPTED),
+    ]

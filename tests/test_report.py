@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from oidc_publish.dists import SDIST, WHEEL, Distribution
 from oidc_publish.errors import Diagnostic, Level, UploadRejected
 from oidc_publish.outcomes import FileResult, Outcome
@@ -118,7 +120,10 @@ def test_a_file_the_listing_vouches_for_says_so_and_counts_as_published(tmp_path
     assert outputs["release-url"] == RELEASE.url
 
 
-def test_more_than_ten_notices_fold_into_the_tenth_annotation(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("level", "plural"), [(Level.NOTICE, "notices"), (Level.ERROR, "errors")])
+def test_more_than_ten_of_a_kind_fold_into_the_tenth_annotation(
+    tmp_path: Path, level: Level, plural: str
+) -> None:
     summary_file, output_file = tmp_path / "summary", tmp_path / "output"
     context = RunnerContext.from_env(
         {
@@ -131,7 +136,7 @@ def test_more_than_ten_notices_fold_into_the_tenth_annotation(tmp_path: Path) ->
     reporter = Reporter(context, stdout)
     for n in range(12):
         reporter.add(
-            Diagnostic(Level.NOTICE, f"Retrying file{n:02}.whl", "HTTP 503", file=f"dist/f{n:02}")
+            Diagnostic(level, f"Retrying file{n:02}.whl", "HTTP 503", file=f"dist/f{n:02}")
         )
     reporter.add(Diagnostic(Level.WARNING, "One warning", "stays"))
 
@@ -139,19 +144,32 @@ def test_more_than_ten_notices_fold_into_the_tenth_annotation(tmp_path: Path) ->
 
     assert code == 0
     annotations, _ = parse_commands(stdout.getvalue().splitlines())
-    notices = [a for a in annotations if a.level == "notice"]
-    assert len(notices) == 10
-    assert [a.title for a in notices[:9]] == [f"Retrying file{n:02}.whl" for n in range(9)]
-    assert notices[9].title == "3 more notices"
-    assert notices[9].file is None
+    folded = [a for a in annotations if a.level == str(level)]
+    assert len(folded) == 10
+    assert [a.title for a in folded[:9]] == [f"Retrying file{n:02}.whl" for n in range(9)]
+    assert folded[9].title == f"3 more {plural}"
+    assert folded[9].file is None
     for n in (9, 10, 11):
-        assert f"Retrying file{n:02}.whl (dist/f{n:02})" in notices[9].message
+        assert f"Retrying file{n:02}.whl (dist/f{n:02})" in folded[9].message
     assert [a.title for a in annotations if a.level == "warning"] == ["One warning"]
     # The summary keeps every one, each under its own heading.
-    summary = summary_file.read_text()
-    assert summary.count("### ℹ️ Retrying file") == 12  # noqa: RUF001
+    assert summary_file.read_text().count(" Retrying file") == 12
     assert parse_outputs(output_file.read_text()) == {
         "files": "[]",
         "release-url": "",
         "installable-after": "",
     }
+
+
+def test_debug_lines_are_commands_unless_verbose_makes_them_log_lines(tmp_path: Path) -> None:
+    line = f"POST https://index.example/_/oidc/mint-token -> 200 OK {chr(10)}::error::x"
+    quiet, loud = io.StringIO(), io.StringIO()
+    context = RunnerContext.from_env({"GITHUB_WORKSPACE": str(tmp_path)})
+
+    Reporter(context, quiet).debug(line)
+    Reporter(context, loud, verbose=True).debug(line)
+
+    assert quiet.getvalue() == f"::debug::{line.replace(chr(10), '%0A')}\n"
+    shown = loud.getvalue().splitlines()
+    assert shown[0] == "POST https://index.example/_/oidc/mint-token -> 200 OK "
+    assert parse_commands(shown) == ([], [])
