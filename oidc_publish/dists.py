@@ -270,6 +270,10 @@ def _check_archive(path: Path) -> None:
                 for member in archive:
                     members.append((member.name, member.size))
                     total += member.size
+                    if PurePosixPath(member.name).name == "PKG-INFO":
+                        # Refused at its header: going on to the next member would
+                        # decompress all the bytes it declares.
+                        _refuse_oversized(shown, member.name, member.size)
                     if total > MAX_SDIST_UNPACKED_BYTES:
                         raise _Unreadable(
                             "Archive too large when unpacked",
@@ -293,13 +297,17 @@ def _check_archive(path: Path) -> None:
             f"{md_code(unsafe[0])}; no build backend writes those.",
         )
     for name, size in metadata:
-        if size > MAX_METADATA_BYTES:
-            raise _Unreadable(
-                "Metadata too large",
-                f"{shown} declares its metadata file {md_code(name)} to be {size} bytes "
-                f"unpacked, more than the {MAX_METADATA_BYTES // 1024**2} MiB any real "
-                "project needs; it is not read.",
-            )
+        _refuse_oversized(shown, name, size)
+
+
+def _refuse_oversized(shown: str, name: str, size: int) -> None:
+    if size > MAX_METADATA_BYTES:
+        raise _Unreadable(
+            "Metadata too large",
+            f"{shown} declares its metadata file {md_code(name)} to be {size} bytes "
+            f"unpacked, more than the {MAX_METADATA_BYTES // 1024**2} MiB any real "
+            "project needs; it is not read.",
+        )
 
 
 def _read(path: Path, shown: str) -> Distribution:

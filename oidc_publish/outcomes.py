@@ -14,6 +14,7 @@ class Outcome(enum.StrEnum):
     UPLOADED = "uploaded"
     LISTED = "already on the index (its listing shows this sha256)"
     SKIPPED = "skipped: the index has other bytes"
+    UNCONFIRMED = "skipped: the index's listing could not be read"
     WOULD_UPLOAD = "would upload (dry run)"
     FAILED = "failed"
     NOT_ATTEMPTED = "not uploaded"

@@ -37,8 +37,10 @@ class Reconciler:
 
     def name_taken(self, dist: Distribution, after_retry: bool) -> FileResult:
         """The index answered that `dist`'s filename exists: ours, or somebody else's bytes?"""
-        present = (self._index.project_files(project(dist)) or {}).get(dist.filename)
-        return self._judge(dist, present, after_retry=after_retry)
+        listing = self._index.project_files(project(dist))
+        if listing is None:
+            return self._unconfirmed(dist)
+        return self._judge(dist, listing.get(dist.filename), after_retry=after_retry)
 
     def rehearse(self, dists: Sequence[Distribution]) -> list[FileResult]:
         """A dry run: what uploading would do, judged from what the index already holds."""
@@ -101,6 +103,34 @@ class Reconciler:
                 )
             filled.append(replace(result, url=entry.url or result.url) if entry else result)
         return filled
+
+    def _unconfirmed(self, dist: Distribution) -> FileResult:
+        """The name is taken and the listing, the only evidence of whose bytes, won't say."""
+        where = self._index.index.display_name
+        said = (
+            f"{md_code(dist.filename)} already exists on {where}, but its listing could not be "
+            "read, so the action could not confirm that the file there is this one "
+            f"(sha256 {dist.sha256})."
+        )
+        if self._skip_existing:
+            self._reporter.add(
+                Diagnostic(
+                    Level.WARNING,
+                    "Skipped: the file on the index could not be checked",
+                    f"{said} `skip-existing` left it as it is.",
+                    fix="Compare the file on the index with the artifact before announcing "
+                    "the release.",
+                    file=dist.display,
+                )
+            )
+            return FileResult(dist, Outcome.UNCONFIRMED)
+        raise UploadRejected(
+            said,
+            fix="Re-run the job once the index's simple API answers: if the file there is this "
+            "one, the re-run counts it as published. `skip-existing: true` leaves it unchecked.",
+            file=dist.display,
+            title="File already exists; its contents could not be confirmed",
+        )
 
     def _judge(
         self, dist: Distribution, present: IndexedFile | None, *, after_retry: bool

@@ -12,7 +12,7 @@ from tests.localindex import identity
 from tests.localindex.clients import https_client
 from tests.localindex.dists import make_release, sha256
 from tests.localindex.server import Fault, LocalIndex
-from tests.test_resilience import results
+from tests.summary import results
 
 ATTESTATION_REFUSED = (
     "Invalid attestations supplied during upload: Could not verify the uploaded artifact "
@@ -139,6 +139,20 @@ def test_an_api_token_uploads_without_attestations_with_one_notice(
     assert set(index.files()) == {wheel.name, sdist.name}
 
 
+def test_an_index_that_does_not_verify_attestations_gets_none_with_one_notice(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    assert set(index.files()) == {wheel.name, sdist.name}
+    [notice] = [a for a in result.annotations if a.title == "No attestations for this upload"]
+    assert "127.0.0.1 is not PyPI or TestPyPI" in notice.message
+    assert index.count("fulcio") == 0
+
+
 def test_attestations_false_makes_no_sigstore_request(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
@@ -178,4 +192,4 @@ def test_pypis_refusal_of_an_attestation_is_diagnosed(
     assert error.file == f"dist/{wheel.name}"
     assert "Build Config URI" in error.message
     assert "name the calling workflow's file in the publisher" in error.message
-    assert results(result)[wheel.name] == "failed"
+    assert results(result.summary)[wheel.name] == "failed"

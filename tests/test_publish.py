@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import Run, pip_install
 from tests.localindex.dists import make_release, make_wheel, sha256
 from tests.localindex.server import Fault, LocalIndex, Publisher
-from tests.test_resilience import results
+from tests.summary import results, rows
 
 
 def test_trusted_publishing_puts_the_release_on_the_index(
@@ -23,6 +23,12 @@ def test_trusted_publishing_puts_the_release_on_the_index(
     installed = pip_install(index, "sample-project==1.0.0", tmp_path / "site")
     assert installed.returncode == 0, installed.stderr
     assert (tmp_path / "site" / "sample_project" / "__init__.py").exists()
+    # The token is masked before anything could print it: before the uploads begin.
+    [minted] = index.minted_tokens
+    assert minted in result.masks
+    mask_line = f"::add-mask::{minted}"
+    assert result.stdout.index(mask_line) < result.stdout.index("::group::Uploading")
+    assert minted not in result.all_text().replace(mask_line, "")
     # The wheel goes up first, alone, so the release exists before the sdist arrives.
     assert result.stdout.index(f"{wheel.name}: uploaded") < result.stdout.index(
         f"{sdist.name}: uploaded"
@@ -32,49 +38,47 @@ def test_trusted_publishing_puts_the_release_on_the_index(
         (wheel.name, sha256(wheel)),
         (sdist.name, sha256(sdist)),
     ]
-    assert all(f["url"].startswith(index.url) for f in files)
+    assert all(f["url"].startswith(f"{index.url}/packages/") for f in files)
     assert result.outputs["release-url"] == ""
-    assert f"| `{wheel.name}`" in result.summary or f"[`{wheel.name}`]" in result.summary
-    assert sha256(wheel) in result.summary
-    assert results(result) == {wheel.name: "uploaded", sdist.name: "uploaded"}
-    assert not [a for a in result.annotations if a.level == "error"]
-
-
-def test_minted_token_is_masked_before_anything_could_print_it(
-    index: LocalIndex, workspace: Path, run: Run
-) -> None:
-    make_release(workspace)
-
-    result = run()
-
-    assert result.returncode == 0
-    [minted] = index.minted_tokens
-    assert minted in result.masks
-    mask_line = f"::add-mask::{minted}"
-    assert result.stdout.index(mask_line) < result.stdout.index("::group::Uploading")
-    assert minted not in result.all_text().replace(mask_line, "")
+    assert [(r.file, r.sha256, r.result) for r in rows(result.summary)] == [
+        (wheel.name, sha256(wheel), "uploaded"),
+        (sdist.name, sha256(sdist), "uploaded"),
+    ]
+    assert [r.link for r in rows(result.summary)] == [f["url"] for f in files]
+    assert result.annotations == []
 
 
 def test_api_token_upload_needs_no_identity_token(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = make_release(workspace)
+    wheel = make_wheel(workspace / "wheelhouse", "sample-project", "1.0.0")
     index.api_tokens.add("pypi-static-api-token-for-tests")
 
-    result = run({"password": "pypi-static-api-token-for-tests"}, id_token=False)
+    # Written as the action this one replaces spelt its inputs, which win when given.
+    result = run(
+        {
+            "password": "pypi-static-api-token-for-tests",
+            "packages_dir": "wheelhouse",
+            "repository-url": "https://ignored.example/legacy/",
+            "repository_url": index.upload_url,
+        },
+        id_token=False,
+    )
 
     assert result.returncode == 0, result.stdout
-    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    assert index.files() == {wheel.name: sha256(wheel)}
     assert index.count("id-token") == 0
     assert index.count("mint") == 0
     assert index.count("audience") == 0
     assert "pypi-static-api-token-for-tests" in result.masks
+    assert results(result.summary) == {wheel.name: "uploaded"}
 
 
-def test_mint_that_fails_twice_with_503_is_retried_with_fresh_identity_tokens(
+def test_token_exchange_outages_are_retried_with_fresh_identity_tokens(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
     wheel, sdist = make_release(workspace)
+    index.faults("id-token", Fault.status(502, headers={"Retry-After": "0"}))
     unavailable = Fault.status(503, "Service Unavailable", headers={"Retry-After": "0"})
     index.faults("mint", unavailable, unavailable)
 
@@ -83,14 +87,16 @@ def test_mint_that_fails_twice_with_503_is_retried_with_fresh_identity_tokens(
     assert result.returncode == 0, result.stdout
     assert index.count("mint") == 3
     assert index.count("mint", 200) == 1
-    # PyPI burns every jti it sees, so each attempt needs its own identity token.
-    assert index.count("id-token") == 3
+    # PyPI burns every jti it sees, so each mint attempt needs its own identity token.
+    assert index.count("id-token") == 4
+    assert index.count("id-token", 502) == 1
     assert len(set(index.issued_id_tokens)) == 3
     assert set(index.files()) == {wheel.name, sdist.name}
     retries = [line for line in result.stdout.splitlines() if "retrying in" in line]
+    # Fetching the identity token is part of each mint attempt.
     assert [line.split(":")[0] for line in retries if not line.startswith("::")] == [
         "the mint-token endpoint"
-    ] * 2
+    ] * 3
 
 
 def test_invalid_publisher_is_explained_not_retried_and_nothing_is_uploaded(
@@ -106,7 +112,7 @@ def test_invalid_publisher_is_explained_not_retried_and_nothing_is_uploaded(
     assert index.count("upload") == 0
     assert index.files() == {}
     [error] = [a for a in result.annotations if a.level == "error"]
-    assert error.title == "PyPI refused the identity token" or "refused" in (error.title or "")
+    assert error.title == "PyPI refused the identity token"
     assert "invalid-publisher" in error.message
     assert "Publisher with matching claims was not found" in error.message
     assert "release.yml" in error.message
@@ -124,55 +130,8 @@ def test_no_distributions_is_an_error_before_any_request(
     result = run()
 
     assert result.returncode == 1
-    [error] = [a for a in result.annotations if a.level == "error"]
+    [error] = result.annotations
     assert error.title == "No distributions to upload"
     assert "`dist` is empty" in error.message
     assert "download-artifact" in error.message
     assert index.log == []
-
-
-def test_verbose_logs_every_request_and_hides_them_otherwise(
-    index: LocalIndex, workspace: Path, run: Run
-) -> None:
-    wheel, _ = make_release(workspace)
-    mint = f"POST {index.url}/_/oidc/mint-token -> 200 OK"
-    upload = f"POST {index.upload_url} {wheel.name}"
-
-    quiet = run()
-    index.reset()
-    loud = run({"verbose": "true"})
-
-    assert quiet.returncode == loud.returncode == 0
-    assert f"::debug::{mint}" in quiet.stdout
-    assert f"\n{mint}\n" in loud.stdout
-    assert f"\n{upload}" in loud.stdout
-    assert f"\n{upload}" not in quiet.stdout
-
-
-def test_attestations_on_an_index_that_does_not_verify_them_are_one_notice(
-    index: LocalIndex, workspace: Path, run: Run
-) -> None:
-    wheel, sdist = make_release(workspace)
-
-    result = run({"attestations": "true"})
-
-    assert result.returncode == 0, result.stdout
-    assert set(index.files()) == {wheel.name, sdist.name}
-    [notice] = [a for a in result.annotations if a.title == "No attestations for this upload"]
-    assert "127.0.0.1 is not PyPI or TestPyPI" in notice.message
-    assert "Sigstore" not in result.stdout
-
-
-def test_old_input_spellings_still_work(index: LocalIndex, workspace: Path, run: Run) -> None:
-    wheel = make_wheel(workspace / "wheelhouse", "sample-project", "1.0.0")
-
-    result = run(
-        {
-            "packages_dir": "wheelhouse",
-            "repository-url": "https://ignored.example/legacy/",
-            "repository_url": index.upload_url,
-        }
-    )
-
-    assert result.returncode == 0, result.stdout
-    assert set(index.files()) == {wheel.name}

@@ -1,0 +1,67 @@
+"""The step summary read back as GitHub renders it: the results table, cell by cell."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+COLUMNS = ("File", "Size", "SHA-256", "Attested", "Result")
+
+
+@dataclass(frozen=True)
+class Row:
+    file: str
+    """The file name as shown (the code span's text)."""
+    link: str | None
+    """Where the name links to, if it is a link."""
+    size: str
+    sha256: str
+    attested: bool
+    result: str
+
+
+def cells(line: str) -> list[str]:
+    """A table line's cells as GitHub splits them: on every `|` not escaped, before any
+    other Markdown is read."""
+    inner = line.strip().removeprefix("|").removesuffix("|")
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", inner)]
+
+
+def table_lines(summary: str) -> list[list[str]]:
+    """Every line of the summary's tables, header and delimiter included, split in cells."""
+    return [cells(line) for line in summary.splitlines() if line.startswith("|")]
+
+
+def code_span_text(span: str) -> str:
+    """What a code span in a table cell shows: fence and padding off, `\\|` a pipe."""
+    fence = re.match(r"`+", span)
+    assert fence, span
+    assert span.endswith(fence.group()), span
+    assert len(span) > 2 * len(fence.group()), span
+    inner = span[len(fence.group()) : -len(fence.group())]
+    if inner.startswith(" ") and inner.endswith(" ") and inner.strip():
+        inner = inner[1:-1]
+    return inner.replace("\\|", "|")
+
+
+def rows(summary: str) -> list[Row]:
+    """The results table: one Row per file, in the summary's order."""
+    lines = table_lines(summary)
+    if not lines:
+        return []
+    assert tuple(lines[0]) == COLUMNS, lines[0]
+    found = []
+    for line in lines[2:]:
+        assert len(line) == len(COLUMNS), line
+        name, size, sha, attested, result = line
+        linked = re.fullmatch(r"\[(.+)\]\((\S+)\)", name)
+        span, link = (linked.group(1), linked.group(2)) if linked else (name, None)
+        found.append(
+            Row(code_span_text(span), link, size, code_span_text(sha), attested == "✅", result)
+        )
+    return found
+
+
+def results(summary: str) -> dict[str, str]:
+    """File name -> its result, from the summary's table."""
+    return {row.file: row.result for row in rows(summary)}

@@ -1,0 +1,225 @@
+"""Hostile text on every path into the log, the summary and the outputs, end to end.
+
+Each run goes through the `run` fixture, whose runner emulation obeys `::cmd::` at a line
+start and `##[cmd]` anywhere, `stop-commands` included, and fails the test if any secret
+the index handed out is visible. Each test also checks that the runner obeyed no command
+the action did not mean to write, and that the run ends as a user would expect.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Run
+from tests.localindex.dists import make_release, make_sdist, make_wheel, sha256
+from tests.localindex.runner import REGISTERED_COMMANDS, ActionRun, parse_command, split_lines
+from tests.localindex.server import Fault, LocalIndex
+from tests.summary import rows, table_lines
+
+STOP = "##[stop-commands]x"
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+# What the action itself writes as commands; anything else the runner obeyed was injected.
+OWN_COMMANDS = {"add-mask", "debug", "group", "endgroup", "error", "warning", "notice"}
+
+
+def obeyed_only_its_own_commands(result: ActionRun) -> None:
+    for line in [*split_lines(result.stdout), *split_lines(result.stderr)]:
+        command = parse_command(line, REGISTERED_COMMANDS)
+        if command is None:
+            continue
+        assert command.name.lower() in OWN_COMMANDS, line
+        # A command the action wrote starts its line; one found further in was injected.
+        assert line.startswith("::"), line
+    assert "stop-commands" not in {c.lower() for c in result.masks}
+
+
+def no_internal_error(result: ActionRun) -> None:
+    assert "Internal error" not in {a.title for a in result.annotations}, result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_folder_named_like_a_command_is_published_from(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    folder = workspace / "dist" / STOP
+    wheel = make_wheel(folder, "sample-project", "1.0.0")
+    sdist = make_sdist(folder, "sample-project", "1.0.0")
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    obeyed_only_its_own_commands(result)
+    # The notice is written last: the runner still reads commands then.
+    [notice] = [a for a in result.annotations if a.level == "notice"]
+    assert notice.title == "Distributions found one folder down"
+    assert f"`dist/{STOP}`" in notice.message.replace("\u200b", "")
+    assert f"dist/{STOP}/{wheel.name}" in result.log().replace("\u200b", "")
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [f"Service Unavailable {STOP}", "Service\r::stop-commands::x\rUnavailable"],
+    ids=["v1-command", "carriage-return"],
+)
+def test_a_reason_phrase_carrying_commands_is_retried_as_text(
+    index: LocalIndex, workspace: Path, run: Run, reason: str
+) -> None:
+    wheel, sdist = make_release(workspace)
+    index.faults("upload", Fault.status(503, reason, headers={"Retry-After": "0"}))
+
+    result = run()
+
+    # The upload client reads the status line through its raw carriage return.
+    assert result.returncode == 0, result.stdout
+    assert set(index.files()) == {wheel.name, sdist.name}
+    assert index.count("upload", 503) == 1
+    obeyed_only_its_own_commands(result)
+    no_internal_error(result)
+    [notice] = [a for a in result.annotations if a.level == "notice"]
+    assert notice.title == f"Retrying {wheel.name}"
+    flat = " ".join(reason.split("\r"))
+    assert flat in notice.message.replace("\u200b", "")
+    assert {row.result for row in rows(result.summary)} == {"uploaded"}
+
+
+def test_a_repository_url_carrying_a_command_is_only_ever_text(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+    # `#` starts the fragment: the index is served at /legacy/ and the rest is only text.
+    url = f"{index.upload_url}#{STOP}"
+
+    result = run({"repository-url": url, "verbose": "true"})
+
+    assert result.returncode == 0, result.stdout
+    assert set(index.files()) == {wheel.name, sdist.name}
+    obeyed_only_its_own_commands(result)
+    log = result.log().replace("\u200b", "")
+    assert f"Uploading 2 file(s) to {url}" in log
+    assert f"POST {url} {wheel.name}" in log
+    # verbose: every request is a log line, not a debug command.
+    assert f"\nPOST {index.url}/_/oidc/mint-token -> 200 OK\n" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("inputs", "secrets", "title"),
+    [
+        (
+            {"repository-url": "https://alice-user:hunter2-pa55word@127.0.0.1:1/legacy/"},
+            ["alice-user", "hunter2-pa55word"],
+            "`repository-url` is not an upload URL",
+        ),
+        ({"password": "pypi-€-h0rse-battery"}, ["pypi-€-h0rse-battery", "h0rse"], "Invalid input"),
+    ],
+    ids=["credentials-in-url", "non-latin-1-password"],
+)
+def test_credentials_the_action_refuses_are_never_repeated(
+    index: LocalIndex,
+    workspace: Path,
+    run: Run,
+    inputs: dict[str, str],
+    secrets: list[str],
+    title: str,
+) -> None:
+    make_release(workspace)
+
+    result = run(inputs)
+
+    assert result.returncode == 1
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == title
+    for secret in secrets:
+        assert secret not in result.all_text()
+    assert index.log == []
+    if "repository-url" in inputs:
+        assert "user name or password" in error.message
+        assert "Use `https://127.0.0.1:1/legacy/`." in error.message
+    else:
+        assert "Input `password` is invalid" in error.message
+
+
+def test_file_urls_from_a_listing_reach_links_and_outputs_only_as_https(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+    index.mode = "pypiserver"
+    index.add_file(wheel)
+    index.add_file(sdist)
+    hostile = f"https://files.example/`<img src=x onerror=alert(1)>`[x](javascript:y)/{sdist.name}"
+    page = {
+        "meta": {"api-version": "1.1"},
+        "name": "sample-project",
+        "files": [
+            {
+                "filename": wheel.name,
+                "url": f"http://127.0.0.1:{index.port}/packages/{wheel.name}",
+                "hashes": {"sha256": sha256(wheel)},
+            },
+            {"filename": sdist.name, "url": hostile, "hashes": {"sha256": sha256(sdist)}},
+        ],
+    }
+    listing = Fault.status(200, body=json.dumps(page), content_type=SIMPLE_JSON)
+    index.faults("simple", *[listing] * 8)
+
+    result = run()
+
+    assert result.returncode == 0, result.stdout
+    obeyed_only_its_own_commands(result)
+    # pypiserver says "exists"; the listing's sha256 is the evidence, and the summary says so.
+    wheel_row, sdist_row = rows(result.summary)
+    listed = "already on the index (its listing shows this sha256)"
+    assert (wheel_row.file, wheel_row.result, wheel_row.link) == (wheel.name, listed, None)
+    assert (sdist_row.file, sdist_row.result) == (sdist.name, listed)
+    assert sdist_row.link is not None
+    assert sdist_row.link.startswith("https://files.example/%60%3Cimg%20src=x")
+    assert not set(sdist_row.link) & set(" ()<>`")
+    assert [len(line) for line in table_lines(result.summary)] == [5] * 4
+    assert "http://" not in result.summary
+    assert "<img" not in re.sub(r"`[^`]*`", "", result.summary.replace(sdist_row.link, ""))
+    files = {f["name"]: f["url"] for f in json.loads(result.outputs["files"])}
+    assert files == {wheel.name: "", sdist.name: hostile}
+
+
+def test_a_listing_that_redirects_to_plain_http_is_not_followed(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel = make_wheel(workspace / "dist", "sample-project", "1.0.0")
+    index.mode = "pypiserver"
+    index.add_file(wheel)
+    index.faults("simple", *[Fault.redirect(302)] * 4)
+
+    result = run()
+
+    assert result.returncode == 1
+    obeyed_only_its_own_commands(result)
+    no_internal_error(result)
+    # Asked once before the upload and once after "exists"; neither redirect was followed.
+    assert index.count("simple") == index.count("simple", 302) == 2
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "File already exists; its contents could not be confirmed"
+    assert error.file == f"dist/{wheel.name}"
+    assert "could not confirm" in error.message
+    assert "other contents" not in error.message
+    assert [row.result for row in rows(result.summary)] == ["failed"]
+
+
+def test_packages_dir_linked_out_of_the_workspace_is_refused_unlisted(
+    index: LocalIndex, workspace: Path, run: Run, tmp_path: Path
+) -> None:
+    wheel, sdist = make_release(tmp_path / "elsewhere")
+    (workspace / "linked").symlink_to(wheel.parent)
+
+    result = run({"packages-dir": "linked"})
+
+    assert result.returncode == 1
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "Invalid input"
+    assert "`packages-dir` leads out of the workspace" in error.message
+    assert wheel.name not in result.all_text()
+    assert sdist.name not in result.all_text()
+    assert index.log == []

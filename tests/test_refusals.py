@@ -1,0 +1,93 @@
+"""PyPI's upload refusals turned into a title and a fix, by the words of its reason phrase."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from oidc_publish.diagnosis import upload_refusal
+from oidc_publish.index_urls import PYPI_UPLOAD, Index
+from tests.localindex import pypi
+from tests.localindex.oidc import Publisher
+
+WHEEL = "sample_project-1.0.0-py3-none-any.whl"
+
+
+def scoped_token_reason() -> str:
+    """What the local PyPI answers a token scoped to another project, in warehouse's words."""
+    publisher = Publisher("o", "r", "1", "release.yml", "pypi", projects=frozenset({"other"}))
+    minted = pypi.MintedToken("pypi-x", time.time() + 900, publisher)
+    with pytest.raises(pypi.Refusal) as refused:
+        pypi.authorize(minted, "sample-project")
+    return refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "title", "fix_words"),
+    [
+        (
+            400,
+            "This filename was previously used by a file that has since been deleted. "
+            "Use a different version.",
+            "Filename previously used",
+            "post-release",
+        ),
+        (
+            400,
+            "File too large. Limit for project 'sample-project' is 100 MB. "
+            "See https://docs.pypi.org/project-management/storage-limits#requesting-a-file-size-limit-increase",
+            "File too large",
+            "limit-request",
+        ),
+        (400, pypi.RELEASE_TOO_OLD, "Release too old for new files", "new version"),
+        (
+            403,
+            "Non-user identities cannot create new projects. This was probably caused by "
+            "successfully using a pending publisher but specifying the project name incorrectly",
+            "Project does not exist yet",
+            "pending publisher",
+        ),
+        (
+            403,
+            "Read-only mode: Uploads are temporarily disabled.",
+            "Index in read-only mode",
+            "status.python.org",
+        ),
+        (
+            400,
+            "Invalid value for classifiers. Error: Classifier 'Foo :: Bar' is not valid.",
+            "Metadata refused",
+            "twine check",
+        ),
+        (
+            400,
+            "The description failed to render for 'text/x-rst'. See "
+            "https://pypi.org/help/#description-content-type for more information.",
+            "Metadata refused",
+            "twine check",
+        ),
+        (403, scoped_token_reason(), "Token not allowed for this project", "scoped"),
+        (403, pypi.INVALID_AUTH, "Credentials refused", "__token__"),
+        (400, pypi.ONE_SDIST, "A second sdist for this release", "one"),
+        (400, pypi.DIGEST_MISMATCH, "The file changed in transit", "alters uploads"),
+        (400, "Something new", "Upload refused", "index's reason"),
+    ],
+)
+def test_a_refusal_is_titled_on_its_file_with_the_index_reason_quoted(
+    code: int, reason: str, title: str, fix_words: str
+) -> None:
+    error = upload_refusal(Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", code, reason)
+
+    [diagnostic] = error.diagnostics()
+    assert diagnostic.title == title
+    assert diagnostic.file == f"dist/{WHEEL}"
+    assert f"PyPI refused `{WHEEL}`: HTTP {code} " in diagnostic.message
+    assert reason[:40] in diagnostic.message
+    assert fix_words in diagnostic.fix
+
+
+def test_the_scoped_token_reason_is_warehouses() -> None:
+    assert scoped_token_reason().startswith(
+        "Invalid API Token: OIDC scoped token is not valid for project 'sample-project'"
+    )
