@@ -49,7 +49,7 @@ def test_a_folder_named_like_a_command_is_published_from(
     wheel = make_wheel(folder, "sample-project", "1.0.0")
     sdist = make_sdist(folder, "sample-project", "1.0.0")
 
-    result = run()
+    result = run({"attestations": "false"})
 
     assert result.returncode == 0, result.stdout
     assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
@@ -72,7 +72,7 @@ def test_a_reason_phrase_carrying_commands_is_retried_as_text(
     wheel, sdist = make_release(workspace)
     index.faults("upload", Fault.status(503, reason, headers={"Retry-After": "0"}))
 
-    result = run()
+    result = run({"attestations": "false"})
 
     # The upload client reads the status line through its raw carriage return.
     assert result.returncode == 0, result.stdout
