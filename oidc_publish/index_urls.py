@@ -65,6 +65,11 @@ def check_upload_url(url: str) -> str:
             "token as `password` (from a secret) and the name as `user`",
             urlunsplit(("https", netloc, parts.path, "", "")),
         )
+    if parts.query or parts.fragment or "#" in url:
+        raise UploadUrlError(
+            "it has a query or fragment (`?`, `#`), which no upload URL has",
+            urlunsplit(("https", netloc, parts.path, "", "")),
+        )
     known = _UPLOAD_FOR_HOST.get(host)
     if parts.scheme != "https":
         https = known or urlunsplit(("https", netloc, parts.path, "", ""))

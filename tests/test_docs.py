@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from oidc_publish import errors
+from oidc_publish.errors import catalogue
 from oidc_publish.inputs import Inputs
 from scripts.troubleshooting import render
 
@@ -78,3 +84,51 @@ def test_readme_documents_every_output_and_the_code_writes_them() -> None:
 
 def test_troubleshooting_is_the_error_catalogue() -> None:
     assert render() in README, "run: python scripts/troubleshooting.py --write"
+
+
+def _package_sources() -> dict[str, ast.Module]:
+    return {
+        path.name: ast.parse(path.read_text(encoding="utf-8"))
+        for path in sorted((ROOT / "oidc_publish").glob("*.py"))
+    }
+
+
+def test_every_error_is_documented_and_every_documented_error_is_raised() -> None:
+    documented = {cls.__name__ for cls in catalogue()}
+    every_error = {
+        cls.__name__
+        for cls in vars(errors).values()
+        if isinstance(cls, type) and issubclass(cls, errors.ActionError)
+    } - {"ActionError"}
+    made = {
+        node.func.id
+        for tree in _package_sources().values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in every_error
+    }
+    assert every_error == documented, "an error class outside the catalogue"
+    assert made == documented, "documented but never raised" if documented - made else made
+
+
+def test_every_package_the_code_imports_is_declared() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = {
+        re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        for requirement in pyproject["project"]["dependencies"]
+    }
+    imported = {
+        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
+        for tree in _package_sources().values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0)
+        for alias in node.names
+    }
+    third_party = imported - set(sys.stdlib_module_names) - {"oidc_publish"}
+    providers = importlib.metadata.packages_distributions()
+    needed = {
+        name.lower().replace("_", "-") for module in third_party for name in providers[module]
+    }
+    assert needed <= declared, f"imported but not declared: {sorted(needed - declared)}"
+    assert third_party, "the scan found no imports at all"

@@ -87,23 +87,21 @@ def test_a_reason_phrase_carrying_commands_is_retried_as_text(
     assert {row.result for row in rows(result.summary)} == {"uploaded"}
 
 
-def test_a_repository_url_carrying_a_command_is_only_ever_text(
+def test_a_repository_url_carrying_a_command_is_refused_as_text(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
-    wheel, sdist = make_release(workspace)
-    # `#` starts the fragment: the index is served at /legacy/ and the rest is only text.
+    make_release(workspace)
+    # `#` starts a fragment, the one place an accepted URL could carry `##[`: refused.
     url = f"{index.upload_url}#{STOP}"
 
     result = run({"repository-url": url, "verbose": "true"})
 
-    assert result.returncode == 0, result.stdout
-    assert set(index.files()) == {wheel.name, sdist.name}
+    assert result.returncode == 1
     obeyed_only_its_own_commands(result)
-    log = result.log().replace("\u200b", "")
-    assert f"Uploading 2 file(s) to {url}" in log
-    assert f"POST {url} {wheel.name}" in log
-    # verbose: every request is a log line, not a debug command.
-    assert f"\nPOST {index.url}/_/oidc/mint-token -> 200 OK\n" in result.stdout
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "`repository-url` is not an upload URL"
+    assert f"Use `{index.upload_url}`." in error.message
+    assert index.log == []
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,8 @@ def test_bad_boolean_names_the_input_and_the_fix() -> None:
         ("https://index.example/simple/", "https://index.example/legacy/"),
         ("https://index.example/legacy", "https://index.example/legacy/"),
         ("http://index.example/legacy/", "https://index.example/legacy/"),
+        ("https://index.example/legacy/?x=1", "https://index.example/legacy/"),
+        ("https://index.example/legacy/#frag", "https://index.example/legacy/"),
     ],
 )
 def test_wrong_repository_url_names_the_right_one(url: str, suggestion: str) -> None:
