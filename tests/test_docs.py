@@ -118,13 +118,13 @@ def test_every_package_the_code_imports_is_declared() -> None:
         re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
         for requirement in pyproject["project"]["dependencies"]
     }
-    imported = {
-        (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
-        for tree in _package_sources().values()
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0)
-        for alias in node.names
-    }
+    imported: set[str] = set()
+    for tree in _package_sources().values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"oidc_publish"}
     providers = importlib.metadata.packages_distributions()
     needed = {
