@@ -262,9 +262,6 @@ class _Session:
     def __post_init__(self) -> None:
         self._repository: Any = Repository(self.url, None, None, disable_progress_bar=True)
         self._repository.session.mount("https://", _Adapter(max_retries=0))
-        if self.ca_file:
-            # Set explicitly, so the environment handed to the run decides, not os.environ.
-            self._repository.session.verify = self.ca_file
         self.auth = _TokenAuth(self.credential, self.speed)
         self._repository.session.auth = self.auth
 
@@ -283,6 +280,9 @@ class _Session:
                 data=body,
                 allow_redirects=False,
                 headers={"Content-Type": body.content_type},
+                # Per request, or requests would prefer os.environ's REQUESTS_CA_BUNDLE to the
+                # CA of the environment the run was handed.
+                verify=self.ca_file or True,
             )
         return response
 

@@ -1,0 +1,107 @@
+"""The whole run in-process: `main(environ, stdout, world)` against the local index, with the
+environment passed in, GitHub's identity tokens asked for directly, and sleep and the run's
+deadline under the test's control."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+from oidc_publish.cli import World, main
+from tests.localindex import clients
+from tests.localindex.dists import make_release, sha256
+from tests.localindex.runner import github_env, input_env, parse_commands, parse_outputs
+from tests.localindex.server import Fault, LocalIndex
+
+
+class Run:
+    def __init__(self, index: LocalIndex, workspace: Path) -> None:
+        self.index = index
+        self.workspace = workspace
+        self.outputs = workspace.parent / "outputs"
+        self.summary = workspace.parent / "summary"
+        self.stdout = io.StringIO()
+
+    def __call__(self, world: World, **inputs: str) -> int:
+        environ = {
+            **github_env(),
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_WORKSPACE": str(self.workspace),
+            "GITHUB_OUTPUT": str(self.outputs),
+            "GITHUB_STEP_SUMMARY": str(self.summary),
+            "SSL_CERT_FILE": str(self.index.ca_pem),
+            "REQUESTS_CA_BUNDLE": str(self.index.ca_pem),
+            "ACTIONS_ID_TOKEN_REQUEST_URL": self.index.id_token_request_url,
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.index.id_token_request_token,
+            **input_env({"repository-url": self.index.upload_url, **inputs}),
+        }
+        return main(environ, self.stdout, world)
+
+    def annotations(self) -> dict[str, str]:
+        found, _ = parse_commands(self.stdout.getvalue().splitlines())
+        return {a.title or "": a.message for a in found}
+
+
+def identity(index: LocalIndex) -> World:
+    return World(identity=lambda audience: clients.id_token(index, audience), run_deadline=None)
+
+
+def test_a_release_is_published_through_trusted_publishing(
+    index: LocalIndex, workspace: Path
+) -> None:
+    wheel, sdist = make_release(workspace)
+    run = Run(index, workspace)
+
+    assert run(identity(index)) == 0, run.stdout.getvalue()
+
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    files = json.loads(parse_outputs(run.outputs.read_text())["files"])
+    assert [f["name"] for f in files] == [wheel.name, sdist.name]
+    shown = "\n".join(
+        line for line in run.stdout.getvalue().splitlines() if not line.startswith("::add-mask::")
+    )
+    assert index.secrets()
+    assert not [secret for secret in index.secrets() if secret in shown + run.summary.read_text()]
+    assert "✅ Published sample-project 1.0.0" in run.summary.read_text()
+
+
+def test_retries_wait_through_the_worlds_sleep(index: LocalIndex, workspace: Path) -> None:
+    make_release(workspace)
+    index.faults("upload", Fault.status(503, headers={"Retry-After": "30"}))
+    slept: list[float] = []
+    run = Run(index, workspace)
+    world = identity(index)
+
+    started = time.monotonic()
+    code = run(
+        World(identity=world.identity, sleep=slept.append, run_deadline=None),
+        attestations="false",
+    )
+
+    assert code == 0, run.stdout.getvalue()
+    assert slept == [30.0]
+    assert time.monotonic() - started < 30
+    assert "Retrying sample_project-1.0.0-py3-none-any.whl" in run.annotations()
+
+
+def test_the_run_ends_at_its_deadline_whatever_it_waits_on(
+    index: LocalIndex, workspace: Path
+) -> None:
+    make_release(workspace)
+    # The mint answers only after the run's deadline.
+    index.faults("mint", Fault.delay(5))
+    run = Run(index, workspace)
+    world = identity(index)
+
+    started = time.monotonic()
+    code = run(World(identity=world.identity, run_deadline=0.5))
+
+    assert code == 1
+    assert time.monotonic() - started < 4
+    annotations = run.annotations()
+    assert "The run took too long" in annotations
+    assert "did not finish within" in annotations["The run took too long"]
+    assert index.count("upload") == 0
+    assert "❌ Publishing sample-project 1.0.0 to 127.0.0.1 failed" in run.summary.read_text()
