@@ -1,4 +1,4 @@
-"""Putting the files on the index through twine's ``Repository``, several at a time.
+"""Putting the files on the index, several at a time, with the form twine sends.
 
 The first file goes alone, so the release exists before the others arrive; then a small
 pool of workers uploads the rest. Each file is retried on its own under the shared policy;

@@ -1,8 +1,9 @@
 """Runs entrypoint.py as GitHub's runner runs a Docker container action.
 
-The environment is built from scratch, as `docker run` builds it (see
-/work/shared/protocol.md section 4); only PATH comes from the test process. What
-the runner reads back comes back too: exit code, workflow commands on stdout and
+The environment is built from scratch, as `docker run` builds it for a container action
+(every declared input as `INPUT_<NAME>` with hyphens kept, the `GITHUB_*` and `RUNNER_*`
+variables, the id-token variables when permitted); only PATH comes from the test process.
+What the runner reads back comes back too: exit code, workflow commands on stdout and
 stderr, the `$GITHUB_OUTPUT` file and the step summary.
 """
 
