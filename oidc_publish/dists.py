@@ -257,6 +257,14 @@ class _Unreadable(Exception):
         self.fix = fix
 
 
+def _corrupt(shown: str, error: Exception) -> _Unreadable:
+    return _Unreadable(
+        "Unreadable distribution",
+        f"{md_code(shown)} is not a readable archive ({type(error).__name__}); it may be "
+        "truncated or corrupt.",
+    )
+
+
 def _check_archive(path: Path) -> None:
     """Refuse archives that would make reading their metadata unsafe, from headers alone."""
     shown = md_code(path.name)
@@ -284,11 +292,7 @@ def _check_archive(path: Path) -> None:
                         )
             metadata = [(n, s) for n, s in members if PurePosixPath(n).name == "PKG-INFO"]
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as e:
-        raise _Unreadable(
-            "Unreadable distribution",
-            f"{shown} is not a readable archive ({type(e).__name__}); it may be truncated or "
-            "corrupt.",
-        ) from None
+        raise _corrupt(path.name, e) from None
     if not members:
         raise _Unreadable("Empty distribution", f"{shown} is an archive with nothing in it.")
     unsafe = [n for n, _ in members if n.startswith(("/", "\\")) or ".." in PurePosixPath(n).parts]
@@ -330,11 +334,7 @@ def _read(path: Path, shown: str) -> Distribution:
             "Unreadable distribution", f"{md_code(shown)} cannot be uploaded: {md_code(message)}"
         ) from None
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as e:
-        raise _Unreadable(
-            "Unreadable distribution",
-            f"{md_code(shown)} is not a readable archive ({type(e).__name__}); it may be "
-            "truncated or corrupt.",
-        ) from None
+        raise _corrupt(shown, e) from None
     return Distribution(
         path=path,
         display=shown,
