@@ -1,10 +1,12 @@
 """The order of the steps, and the one place that catches errors and picks the exit code.
 
-inputs and runner context -> checks that need no network -> distributions -> credential ->
-upload (or rehearsal) -> report. The network waits overlap the local work: the token
-exchange runs while the distributions are read, hashed and checked, and a failure the user
-could have caused locally is still reported first. Heavy libraries are imported by the step
-that needs them, so a run that fails early fails fast.
+inputs and runner context -> checks that need no network -> distributions, credential,
+the index's rules and signatures -> uploads (or a rehearsal) -> the wait until installable
+-> report. The network waits overlap the local work: the token exchange and the index's page
+are under way while the distributions are read, hashed and checked, and signing while the
+mint finishes; a failure the user could have caused locally is still reported first, and no
+request is made before the checks that need none have passed. Heavy libraries are imported
+by the step that needs them, so a run that fails early fails fast.
 """
 
 from __future__ import annotations
