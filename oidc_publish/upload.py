@@ -52,7 +52,7 @@ READ_TIMEOUT = 300.0
 # Uploads at once after the first: enough to hide each file's round trips, few enough that
 # PyPI's CDN sees an ordinary client.
 WORKERS = 4
-# Bytes handed to the socket per write; http.client's 16 KiB means a system call per block.
+# Bytes handed to the socket per write; urllib3's 16 KiB means a system call per block.
 SEND_BLOCK = 1024 * 1024
 
 # The index's answer to an upload that it did not store, but holds a file of that name for.
@@ -80,7 +80,6 @@ class Uploader:
         self._workers = workers
         self._speed = _Speed()
         self._local = threading.local()
-        self._stop = threading.Event()
         self._opened: list[_Session] = []
         self._opened_lock = threading.Lock()
 
@@ -94,16 +93,17 @@ class Uploader:
         attested = attestations or {}
         results: list[FileResult | None] = [None] * len(dists)
         errors: dict[int, ActionError] = {}
+        stop = threading.Event()
 
         def one(position: int) -> None:
             dist = dists[position]
-            if self._stop.is_set():
+            if stop.is_set():
                 results[position] = FileResult(dist, Outcome.NOT_ATTEMPTED)
                 return
             try:
                 result = self._upload(dist, attested.get(dist.filename))
             except ActionError as error:
-                self._stop.set()
+                stop.set()
                 errors[position] = error
                 results[position] = FileResult(dist, Outcome.FAILED)
                 return
