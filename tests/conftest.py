@@ -60,6 +60,17 @@ def index(local_index: LocalIndex) -> LocalIndex:
 
 
 @pytest.fixture
+def signing(index: LocalIndex, monkeypatch: pytest.MonkeyPatch) -> LocalIndex:
+    """The index, for tests that sign in process against its local Sigstore.
+
+    sigstore-python talks through requests, which takes its CA bundle from os.environ's
+    REQUESTS_CA_BUNDLE: set here to the index's CA, as run_action's environment sets it.
+    """
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(index.ca_pem))
+    return index
+
+
+@pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """The checkout the action runs in, with an empty dist/."""
     workspace = tmp_path / "workspace"

@@ -1,21 +1,25 @@
-"""What the in-process tests of the network, the credential and the uploader share.
+"""What the in-process tests of the network, the credential, the uploader and the signing
+share.
 
 A reporter whose log a test can read and wait on, a sleep that records instead of
-sleeping, a clock a test moves by hand, and the action's own objects pointed at the local
-index. Nothing here sleeps: tests wait on what the code under test says it did.
+sleeping, a clock a test moves by hand, the action's own objects pointed at the local
+index, its signing pointed at the index's Sigstore, and the provenance PyPI serves for
+what the default publisher attested. Nothing here sleeps: tests wait on what the code
+under test says it did.
 """
 
 from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 
+from oidc_publish.attest import TRUST_CONFIG_VARIABLE, File, sign_all
 from oidc_publish.credentials import TrustedPublishing
 from oidc_publish.dists import Distribution, load
 from oidc_publish.index import IndexClient
@@ -23,13 +27,18 @@ from oidc_publish.index_urls import Index
 from oidc_publish.network import RetryPolicy, client
 from oidc_publish.report import Reporter
 from oidc_publish.runner import RunnerContext
-from tests.localindex import clients
+from tests.localindex import clients, identity
+from tests.localindex.dists import sha256
 from tests.localindex.server import Fault, LocalIndex
 
 # Far longer than any wait a passing test makes; a broken one fails instead of hanging.
 PATIENCE = 30.0
 
 UNAVAILABLE = Fault.status(503, "Service Unavailable", headers={"Retry-After": "0"})
+
+SIGNING_POLICY = RetryPolicy(attempts=4, base=1.0, cap=30.0, budget=120.0, sleep=lambda _: None)
+"""attest()'s retries: four attempts, each wait returning at once (replace `sleep` to see
+them)."""
 
 
 class Journal(Reporter):
@@ -194,3 +203,40 @@ def secret_lines(text: str, secrets: list[str]) -> list[str]:
         for line in text.splitlines()
         if not line.startswith("::add-mask::") and any(s and s in line for s in secrets)
     ]
+
+
+def attest(index: LocalIndex, paths: Sequence[Path], **options: Any) -> dict[str, dict[str, Any]]:
+    """`paths` signed as the action signs them (sign_all), against the index's Sigstore.
+
+    By default: identity tokens for the audience `sigstore` from the index's token endpoint,
+    the index's Sigstore trust config, SIGNING_POLICY and a fresh Journal; `options` replace
+    any of these or set sign_all's others (workers, clock, renew_margin). sigstore-python
+    must trust the index's CA (the `signing` fixture).
+    """
+    arguments: dict[str, Any] = {
+        "identity_token": lambda: clients.id_token(index, "sigstore"),
+        "environ": {TRUST_CONFIG_VARIABLE: str(index.sigstore_trust_config)},
+        "policy": SIGNING_POLICY,
+        "reporter": Journal(),
+    }
+    files = [File(path, sha256(path)) for path in paths]
+    return sign_all(files, **(arguments | options))
+
+
+def default_provenance(attestations: list[Any]) -> dict[str, Any]:
+    """The Integrity API's provenance for a file the default publisher attested, as PyPI
+    answers it: written out here, not built by the code under test."""
+    return {
+        "version": 1,
+        "attestation_bundles": [
+            {
+                "publisher": {
+                    "kind": "GitHub",
+                    "repository": identity.REPOSITORY,
+                    "workflow": identity.WORKFLOW_FILE,
+                    "environment": identity.ENVIRONMENT,
+                },
+                "attestations": attestations,
+            }
+        ],
+    }

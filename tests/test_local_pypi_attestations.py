@@ -7,7 +7,6 @@ serves, with identity tokens from the index's GitHub token endpoint; uploads are
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 from typing import Any
 
@@ -16,51 +15,16 @@ import jwt
 import pytest
 import requests
 
-from oidc_publish.attest import TRUST_CONFIG_VARIABLE, File, sign_all
 from oidc_publish.errors import SigningFailed
-from oidc_publish.network import RetryPolicy
-from oidc_publish.report import Reporter
-from oidc_publish.runner import RunnerContext
+from tests.inprocess import Journal, attest, default_provenance
 from tests.localindex import identity
-from tests.localindex.clients import https_client, id_token, mint_token, twine_upload
+from tests.localindex.clients import https_client, mint_token, twine_upload
 from tests.localindex.dists import make_wheel
 from tests.localindex.server import Fault, LocalIndex
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 STATIC_TOKEN = "pypi-static-token-for-tests"
 REFUSED = "Invalid attestations supplied during upload: "
-
-
-class Collecting(Reporter):
-    """A reporter whose log a test can read."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-        super().__init__(RunnerContext.from_env({}), self.stream)
-
-    def text(self) -> str:
-        return self.stream.getvalue()
-
-
-@pytest.fixture
-def signing(index: LocalIndex, monkeypatch: pytest.MonkeyPatch) -> LocalIndex:
-    """The index, with sigstore's requests trusting its CA (as run_action's environment does)."""
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(index.ca_pem))
-    return index
-
-
-def sign(
-    index: LocalIndex, *paths: Path, reporter: Reporter | None = None
-) -> dict[str, dict[str, Any]]:
-    """Attestations for `paths`, signed as the action signs them, never sleeping for real."""
-    files = [File(path, hashlib.sha256(path.read_bytes()).hexdigest()) for path in paths]
-    return sign_all(
-        files,
-        identity_token=lambda: id_token(index, "sigstore"),
-        environ={TRUST_CONFIG_VARIABLE: str(index.sigstore_trust_config)},
-        policy=RetryPolicy(attempts=4, sleep=lambda seconds: None),
-        reporter=reporter or Collecting(),
-    )
 
 
 def provenance(index: LocalIndex, filename: str) -> httpx.Response:
@@ -82,7 +46,7 @@ def test_an_attested_upload_is_verified_and_its_provenance_served(
     index = signing
     wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
     plain = make_wheel(tmp_path, "sample-project", "0.9")
-    attestation = sign(index, wheel)[wheel.name]
+    attestation = attest(index, [wheel])[wheel.name]
     token = mint_token(index)
 
     answer = twine_upload(index, wheel, token, attestations=[attestation])
@@ -100,20 +64,7 @@ def test_an_attested_upload_is_verified_and_its_provenance_served(
     assert sorted(audiences) == ["pypi", "sigstore"]  # the leak scan covers both
     found = provenance(index, wheel.name)
     assert found.status_code == 200
-    assert found.json() == {
-        "version": 1,
-        "attestation_bundles": [
-            {
-                "publisher": {
-                    "kind": "GitHub",
-                    "repository": identity.REPOSITORY,
-                    "workflow": identity.WORKFLOW_FILE,
-                    "environment": identity.ENVIRONMENT,
-                },
-                "attestations": [attestation],
-            }
-        ],
-    }
+    assert found.json() == default_provenance([attestation])
     missing = provenance(index, plain.name)
     assert missing.status_code == 404
     assert missing.json() == {"message": f"No provenance available for {plain.name}"}
@@ -131,7 +82,7 @@ def test_an_attested_upload_is_verified_and_its_provenance_served(
 def test_attestations_need_trusted_publishing(signing: LocalIndex, tmp_path: Path) -> None:
     index = signing
     wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
-    attestation = sign(index, wheel)[wheel.name]
+    attestation = attest(index, [wheel])[wheel.name]
     index.api_tokens.add(STATIC_TOKEN)
 
     refused = twine_upload(index, wheel, STATIC_TOKEN, attestations=[attestation])
@@ -151,7 +102,7 @@ def test_an_attestation_from_a_calling_workflow_is_refused(
     # A reusable workflow: minting matches job_workflow_ref (release.yml), while Fulcio puts
     # the caller's workflow_ref in the Build Config URI that PyPI checks the attestation by.
     index.claims["workflow_ref"] = f"{identity.REPOSITORY}/.github/workflows/ci.yml@{identity.REF}"
-    attestation = sign(index, wheel)[wheel.name]
+    attestation = attest(index, [wheel])[wheel.name]
 
     refused = twine_upload(index, wheel, mint_token(index), attestations=[attestation])
 
@@ -170,7 +121,7 @@ def test_an_identical_reupload_answers_200_before_its_attestations_are_judged(
     """As warehouse: the duplicate check comes first, and changes nothing."""
     index = signing
     wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
-    attestation = sign(index, wheel)[wheel.name]
+    attestation = attest(index, [wheel])[wheel.name]
     token = mint_token(index)
     assert twine_upload(index, wheel, token, attestations=[attestation]).status_code == 200
     index.api_tokens.add(STATIC_TOKEN)
@@ -188,9 +139,9 @@ def test_sigstore_faults_and_latency_are_the_indexs(signing: LocalIndex, tmp_pat
     wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
     index.faults("rekor", Fault.status(502, headers={"Retry-After": "1"}))
     index.latency["rekor"] = 0.2
-    reporter = Collecting()
+    reporter = Journal()
 
-    signed = sign(index, wheel, reporter=reporter)
+    signed = attest(index, [wheel], reporter=reporter)
 
     assert list(signed) == [wheel.name]
     assert [(e.endpoint, e.status) for e in index.log if e.endpoint == "rekor"] == [
@@ -209,7 +160,7 @@ def test_a_fulcio_that_stays_down_fails_signing_and_a_reset_drops_the_connection
     index.faults("fulcio", *[Fault.status(503)] * 4)
 
     with pytest.raises(SigningFailed, match="Fulcio kept failing: 4 attempt"):
-        sign(index, wheel)
+        attest(index, [wheel])
 
     index.faults("fulcio", Fault.reset())
     with pytest.raises(requests.ConnectionError):
@@ -222,7 +173,7 @@ def test_a_fulcio_that_stays_down_fails_signing_and_a_reset_drops_the_connection
 def test_reset_clears_sigstore_and_provenance(signing: LocalIndex, tmp_path: Path) -> None:
     index = signing
     wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
-    attestation = sign(index, wheel)[wheel.name]
+    attestation = attest(index, [wheel])[wheel.name]
     assert twine_upload(index, wheel, mint_token(index), attestations=[attestation]).ok
     index.latency["rekor"] = 5.0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from tests.localindex import identity
+from tests.localindex.proc import run
 from tests.localindex.server import LocalIndex
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -157,18 +157,7 @@ def run_action(
         else:
             environ[name] = value
 
-    completed = subprocess.run(
-        [python, str(entrypoint)],
-        cwd=workspace,
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        timeout=timeout,
-        check=False,
-    )
+    completed = run([python, entrypoint], env=environ, cwd=workspace, timeout=timeout, check=False)
     outputs_raw = output_file.read_text(encoding="utf-8")
     reading = read_log([*split_lines(completed.stdout), *split_lines(completed.stderr)])
     return ActionRun(

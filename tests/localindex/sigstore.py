@@ -17,47 +17,37 @@ Mounting: sigstore-python joins Fulcio's absolute path onto the CA URL (`urljoin
 "/api/v2/signingCert")`), dropping any path the URL has, so Fulcio is requested at
 `/api/v2/signingCert` on the host root whatever the signing config says. The app routes on
 SCRIPT_NAME + PATH_INFO, so a host serves it by sending it every path under `MOUNTS`.
-The local index does (`LocalIndex.sigstore`), logging, faulting and delaying Fulcio and
-Rekor under its own names "fulcio" and "rekor"; `Dropped` is the index transport's own.
+The local index does (`LocalIndex.sigstore`): the HTTPS, the log, scripted faults and
+latency are the index's, under its names "fulcio" and "rekor". A request still waiting
+when the instance is reset ends with the index transport's `Dropped`, unanswered.
 
 PyPI's side: `verify_upload()` does what warehouse does with an upload's `attestations` field
 (same checks, same order, same words), against this instance's trusted root; `Provenances`
 keeps what the Integrity API answers.
 
-Tests script failures with `faults()`, read `log`, `certificates_issued`, `entries`,
-`max_in_flight`, and call `reset()` between tests. `serve()` runs the app behind a small
-HTTPS server of its own, for tests that need no index.
+Tests read `certificates_issued`, `entries` and `max_in_flight`, move `clock`, slow Rekor
+with `rekor_delay`, and call `reset()` (the index's reset calls it) between tests.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import hashlib
 import json
 import secrets
-import socket
-import ssl
 import struct
-import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, cast
+from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
-from wsgiref.headers import Headers
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
 import jwt
 import rfc8785
-import trustme
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -67,17 +57,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.localindex import oidc, transport
 
 if TYPE_CHECKING:
-    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+    from wsgiref.types import StartResponse, WSGIEnvironment
 
 __all__ = [
     "MOUNTS",
     "PREFIX",
     "AttestationRefused",
-    "Fault",
     "LocalSigstore",
-    "LogEntry",
     "Provenances",
-    "serve",
     "verify_upload",
 ]
 
@@ -92,8 +79,6 @@ PUBLISH_V1 = "https://docs.pypi.org/attestations/publish/v1"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 _SUPPORTED_PREDICATES = (PUBLISH_V1, SLSA_PROVENANCE_V1)
 
-# The connection, as the local index's handler also puts it in the environ.
-_CONNECTION = "localindex.connection"
 _SCT_LIST_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
 
 Service = Literal["fulcio", "rekor", "other"]
@@ -101,49 +86,6 @@ Service = Literal["fulcio", "rekor", "other"]
 
 def _oid(n: int) -> x509.ObjectIdentifier:
     return x509.ObjectIdentifier(f"1.3.6.1.4.1.57264.1.{n}")
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A scripted misbehaviour, acted out instead of one normal answer (as the index's)."""
-
-    action: Literal["status", "reset", "delay"]
-    code: int = 200
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    seconds: float = 0.0
-
-    @classmethod
-    def status(
-        cls, code: int, body: bytes | str = b"", headers: Mapping[str, str] | None = None
-    ) -> Fault:
-        """Answer `code` (a CDN error, say) without doing the work; headers like Retry-After."""
-        data = body.encode() if isinstance(body, str) else body
-        return cls("status", code, data, tuple((headers or {}).items()))
-
-    @classmethod
-    def reset(cls) -> Fault:
-        """Drop the connection (RST), answering nothing."""
-        return cls("reset")
-
-    @classmethod
-    def delay(cls, seconds: float) -> Fault:
-        """Stall `seconds`, then answer normally: makes clients time out."""
-        return cls("delay", seconds=seconds)
-
-
-class LogEntry(NamedTuple):
-    service: Service
-    method: str
-    path: str
-    status: int | Literal["reset"]
-
-
-class Dropped(transport.Dropped):
-    """The request is abandoned without an answer (a reset, or the instance was reset).
-
-    The local index's own kind, so a LocalSigstore mounted there ends requests as it does.
-    """
 
 
 class AttestationRefused(Exception):
@@ -275,12 +217,10 @@ class LocalSigstore:
         self.clock: Callable[[], float] = time.time
         """Fulcio's and Rekor's time (validity, SCTs, integrated times); tests may move it."""
         self.rekor_delay = 0.0
-        self.log: list[LogEntry] = []
         self.certificates_issued = 0
         self.max_in_flight = 0
         """The most Rekor entries being handled at once, since the last reset."""
         self._in_flight = 0
-        self._faults: dict[Service, deque[Fault]] = {"fulcio": deque(), "rekor": deque()}
         self._tree = _MerkleTree()
         self._entries: dict[str, _Entry] = {}
         self.provenances.clear()
@@ -297,15 +237,6 @@ class LocalSigstore:
         import shutil
 
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def faults(self, service: Literal["fulcio", "rekor"], *faults: Fault) -> None:
-        """Queue faults for the next requests to `service`, one request each."""
-        with self._lock:
-            self._faults[service].extend(faults)
-
-    def count(self, service: Service, status: int | Literal["reset"] | None = None) -> int:
-        with self._lock:
-            return sum(1 for e in self.log if e.service == service and status in (None, e.status))
 
     @property
     def entries(self) -> int:
@@ -450,33 +381,16 @@ class LocalSigstore:
             service = "other"
         with self._lock:
             cancelled = self._cancelled
-        exchange = _Exchange(self, environ, start_response, service, method, path, cancelled)
-        # Dropped (a reset fault, or this instance reset while a request waited) propagates:
-        # the server closes the connection without an answer.
+        exchange = _Exchange(environ, start_response, method, cancelled)
+        # transport.Dropped (this instance reset while a request waited) propagates: the
+        # host closes the connection without an answer.
         if service == "other":
             return exchange.json(404, {"code": 404, "message": f"no route for {path}"})
-        fault = self._next_fault(service)
-        if fault is not None:
-            if fault.action == "reset":
-                exchange.drop_connection()
-            if fault.action == "status":
-                return exchange.respond(fault.code, fault.body, "text/html", fault.headers)
-            exchange.wait(fault.seconds)
         if service == "fulcio":
             if method != "POST":
                 return exchange.json(405, {"code": 12, "message": "Method Not Allowed"})
             return self._fulcio(exchange)
         return self._rekor(exchange, path.removeprefix(rekor))
-
-    def _next_fault(self, service: Service) -> Fault | None:
-        with self._lock:
-            queue = self._faults.get(service)
-            return queue.popleft() if queue else None
-
-    def _record(self, cancelled: threading.Event, entry: LogEntry) -> None:
-        with self._lock:
-            if cancelled is self._cancelled:
-                self.log.append(entry)
 
     # Fulcio.
 
@@ -647,7 +561,7 @@ class LocalSigstore:
             now = int(self.clock())  # outside the lock: a test's clock may read the state
             with self._lock:
                 if ex.cancelled is not self._cancelled:
-                    raise Dropped
+                    raise transport.Dropped
                 if leaf.hex() in self._entries:
                     return ex.json(
                         409, {"code": 409, "message": "an equivalent entry already exists"}
@@ -848,24 +762,18 @@ def _verify_any(certificates: Sequence[x509.Certificate], signature: bytes, data
 
 
 class _Exchange:
-    """One request: its body, its answer, its log entry."""
+    """One request: its body and its answer (the host logs it)."""
 
     def __init__(
         self,
-        owner: LocalSigstore,
         environ: WSGIEnvironment,
         start_response: StartResponse,
-        service: Service,
         method: str,
-        path: str,
         cancelled: threading.Event,
     ) -> None:
-        self.owner = owner
         self.environ = environ
         self._start_response = start_response
-        self.service: Service = service
         self.method = method
-        self.path = path
         self.cancelled = cancelled
         self._body: bytes | None = None
 
@@ -884,8 +792,7 @@ class _Exchange:
         headers: Iterable[tuple[str, str]] = (),
     ) -> list[bytes]:
         self.read_body()
-        self.owner._record(self.cancelled, LogEntry(self.service, self.method, self.path, code))
-        status = f"{code} {_phrase(code)}"
+        status = f"{code} {transport.phrase(code)}"
         self._start_response(
             status,
             [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers],
@@ -899,24 +806,7 @@ class _Exchange:
 
     def wait(self, seconds: float) -> None:
         if seconds > 0 and self.cancelled.wait(seconds):
-            raise Dropped
-
-    def drop_connection(self) -> NoReturn:
-        """Closes the connection with an RST (linger 0), answering nothing."""
-        self.read_body()
-        connection = self.environ.get(_CONNECTION)
-        if isinstance(connection, socket.socket):
-            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            connection.close()
-        self.owner._record(self.cancelled, LogEntry(self.service, self.method, self.path, "reset"))
-        raise Dropped
-
-
-def _phrase(code: int) -> str:
-    try:
-        return HTTPStatus(code).phrase
-    except ValueError:
-        return "Unknown"
+            raise transport.Dropped
 
 
 # --- PyPI's side: verifying an upload's attestations, and the Integrity API -----------------
@@ -1088,100 +978,3 @@ class Provenances:
         if found is None:
             return 404, {"message": f"No provenance available for {filename}"}
         return 200, found
-
-
-# --- a small HTTPS server of its own -------------------------------------------------------
-
-
-class _Handler(ServerHandler):
-    http_version = "1.1"
-    headers: Headers
-
-    def cleanup_headers(self) -> None:
-        super().cleanup_headers()
-        self.headers["Connection"] = "close"
-
-    def handle_error(self) -> None:
-        if not isinstance(sys.exc_info()[1], Dropped):
-            super().handle_error()
-
-
-class _RequestHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: LocalSigstore.log records requests."""
-
-    def handle(self) -> None:
-        self.raw_requestline = self.rfile.readline(65537)
-        if not self.parse_request():
-            return
-        environ = self.get_environ()
-        environ[_CONNECTION] = self.connection
-        handler = _Handler(
-            self.rfile, cast("IO[bytes]", self.wfile), self.get_stderr(), environ, multithread=True
-        )
-        handler.request_handler = self  # type: ignore[attr-defined]
-        assert isinstance(self.server, _Server)
-        assert self.server.wsgi_app is not None
-        handler.run(self.server.wsgi_app)
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, tls: ssl.SSLContext) -> None:
-        self._tls = tls
-        self.wsgi_app: WSGIApplication | None = None
-        super().__init__(("127.0.0.1", 0), _RequestHandler)
-
-    def server_bind(self) -> None:
-        from socketserver import TCPServer
-
-        TCPServer.server_bind(self)
-        self.server_name = "127.0.0.1"
-        self.server_port = self.server_address[1]
-        self.setup_environ()
-        self.base_environ["HTTPS"] = "on"
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = self.socket.accept()
-        return self._tls.wrap_socket(connection, server_side=True), address
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], OSError | Dropped):
-            super().handle_error(request, client_address)
-
-
-@dataclass(frozen=True)
-class Served:
-    sigstore: LocalSigstore
-    issuer: oidc.Issuer
-    ca_pem: Path
-    """The throwaway CA that signed the server's TLS certificate: for REQUESTS_CA_BUNDLE."""
-    url: str
-
-
-@contextlib.contextmanager
-def serve(issuer: oidc.Issuer | None = None) -> Iterator[Served]:
-    """A LocalSigstore on its own https://127.0.0.1:<port>, with a throwaway CA."""
-    ca = trustme.CA()
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
-    server = _Server(tls)
-    url = f"https://127.0.0.1:{server.server_port}"
-    issuer = issuer or oidc.Issuer()
-    sigstore = LocalSigstore(url, issuer)
-    server.wsgi_app = sigstore.app
-    ca_pem = sigstore._tmp / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_pem))
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield Served(sigstore, issuer, ca_pem, url)
-    finally:
-        sigstore._cancelled.set()
-        server.shutdown()
-        server.server_close()
-        sigstore.close()
