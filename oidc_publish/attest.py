@@ -319,9 +319,9 @@ def _from_requests(service: Service, link: BaseException) -> Exception | None:
         if is_transient_status(response.status_code):
             return Transient(reason, parse_retry_after(response.headers.get("retry-after")))
         return _refused(service, f"{reason}{_message(response)}")
-    if isinstance(link, requests.exceptions.SSLError) or (
-        isinstance(link, Exception) and is_certificate_failure(link)
-    ):
+    # Only a failed verification is final: an SSLError is also what a connection reset
+    # mid-handshake or mid-body looks like, and another attempt may get through.
+    if isinstance(link, Exception) and is_certificate_failure(link):
         return SigningFailed(
             f"{service}'s TLS certificate is not trusted (CERTIFICATE_VERIFY_FAILED).",
             fix="Give the container the CA that signs it: `REQUESTS_CA_BUNDLE` must name "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -54,9 +55,20 @@ def local_index() -> Iterator[LocalIndex]:
 
 
 @pytest.fixture
-def index(local_index: LocalIndex) -> LocalIndex:
+def index(local_index: LocalIndex) -> Iterator[LocalIndex]:
+    """The session's index, fresh for this test.
+
+    In-process runs leave work in background threads (an identity token asked for early, a
+    request abandoned at its deadline); they are waited for, so none of their requests lands
+    in the next test's log.
+    """
     local_index.reset()
-    return local_index
+    before = set(threading.enumerate())
+    yield local_index
+    local_index.reset()  # ends requests the index was still holding
+    for thread in set(threading.enumerate()) - before:
+        if thread.daemon and thread.name != "localindex":
+            thread.join(timeout=10)
 
 
 @pytest.fixture
