@@ -115,6 +115,21 @@ class Clock:
         return self.now
 
 
+class FakeTime:
+    """A clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 def policy(sleeps: Sleeps, **changes: Any) -> RetryPolicy:
     """The production policy, sleeping into `sleeps`, on a clock that never moves by itself."""
     return replace(RetryPolicy(sleep=sleeps, clock=Clock(0.0)), **changes)

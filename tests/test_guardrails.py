@@ -11,6 +11,7 @@ import pytest
 
 from oidc_publish.cli import World
 from tests.conftest import Run
+from tests.inprocess import FakeTime
 from tests.localindex.dists import make_release, make_wheel
 from tests.localindex.runner import parse_outputs
 from tests.localindex.server import LocalIndex
@@ -65,19 +66,15 @@ def test_an_archived_project_is_refused_before_the_first_upload(
     assert index.count("upload") == 0
 
 
-class FakeTime:
-    """A clock that moves only when the run sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
+def waiting(run: InProcess, index: LocalIndex, time: FakeTime) -> int:
+    """`run` with `wait-until-installable`, sleeping on `time`."""
+    world = World(
+        identity=identity(index).identity,
+        sleep=time.sleep,
+        monotonic=time.clock,
+        run_deadline=None,
+    )
+    return run(world, **{"wait-until-installable": "true", "attestations": "false"})
 
 
 def test_the_run_waits_until_the_index_lists_every_file(index: LocalIndex, workspace: Path) -> None:
@@ -85,17 +82,11 @@ def test_the_run_waits_until_the_index_lists_every_file(index: LocalIndex, works
     index.listing_delay = 3
     time = FakeTime()
     run = InProcess(index, workspace)
-    world = World(
-        identity=identity(index).identity,
-        sleep=time.sleep,
-        monotonic=time.monotonic,
-        run_deadline=None,
-    )
 
-    code = run(world, **{"wait-until-installable": "true", "attestations": "false"})
+    code = waiting(run, index, time)
 
     assert code == 0, run.stdout.getvalue()
-    waited = sum(time.slept)
+    waited = sum(time.sleeps)
     assert waited >= 1
     outputs = parse_outputs(run.outputs.read_text())
     assert outputs["installable-after"] == f"{waited:.0f}"
@@ -110,17 +101,11 @@ def test_an_index_that_never_lists_the_files_is_a_warning_at_the_deadline(
     index.listing_delay = "never"
     time = FakeTime()
     run = InProcess(index, workspace)
-    world = World(
-        identity=identity(index).identity,
-        sleep=time.sleep,
-        monotonic=time.monotonic,
-        run_deadline=None,
-    )
 
-    code = run(world, **{"wait-until-installable": "true", "attestations": "false"})
+    code = waiting(run, index, time)
 
     assert code == 0, run.stdout.getvalue()
-    assert sum(time.slept) == pytest.approx(300.0)
+    assert sum(time.sleeps) == pytest.approx(300.0)
     assert "Uploaded, but not installable yet" in run.annotations()
     outputs = parse_outputs(run.outputs.read_text())
     assert len(json.loads(outputs["files"])) == 2

@@ -16,26 +16,12 @@ from oidc_publish.network import RetryPolicy
 from oidc_publish.report import Reporter
 from oidc_publish.runner import RunnerContext
 from oidc_publish.simple_api import IndexedFile
+from tests.inprocess import FakeTime
 
 WHEEL = "pkg-1.0.0-py3-none-any.whl"
 SDIST = "pkg-1.0.0.tar.gz"
 EXPECTED = {WHEEL: "a" * 64, SDIST: "b" * 64}
 LISTED = {name: IndexedFile(f"https://files/{name}", sha) for name, sha in EXPECTED.items()}
-
-
-class FakeTime:
-    """A clock that moves only when slept on."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def wait(answers: Iterator[dict[str, IndexedFile] | None], deadline: float = 300.0) -> Waited:
