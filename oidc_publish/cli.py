@@ -132,7 +132,10 @@ def publish(
     )
     http = _make_client(made, reporter, environ)
     try:
-        page = Pending(lambda: _index_page(index, http, policy, reporter, named), "index page")
+        from oidc_publish.index import IndexClient
+
+        holdings = IndexClient(index, http, policy, reporter)
+        page = Pending(lambda: holdings.project_page(named[0]) if named else None, "index page")
         dists = _read(inputs, context, index, paths, reporter)
         signing = _start_signing(
             inputs,
@@ -154,13 +157,11 @@ def publish(
         )
         _obey_index_rules(page.result(), dists, index, reporter, world)
         # Imported while the token exchange may still be waiting on the network.
-        from oidc_publish.index import IndexClient
         from oidc_publish.network import ca_bundle
         from oidc_publish.reconcile import Reconciler
         from oidc_publish.upload import Uploader
 
         credential = exchange()
-        holdings = IndexClient(index, http, policy, reporter)
         reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
         if inputs.dry_run:
             publication.results = reconciler.rehearse(dists)
@@ -196,18 +197,6 @@ def _make_client(
         raise
     made.set_result(http)
     return http
-
-
-def _index_page(
-    index: Index,
-    http: httpx.Client,
-    policy: RetryPolicy,
-    reporter: Reporter,
-    named: tuple[str, str] | None,
-) -> ProjectPage | None:
-    from oidc_publish.index import IndexClient
-
-    return IndexClient(index, http, policy, reporter).project_page(named[0]) if named else None
 
 
 def _read(

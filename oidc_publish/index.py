@@ -55,10 +55,7 @@ class IndexClient:
 
     def project_files(self, project: str) -> dict[str, IndexedFile] | None:
         """The project's files on the index; empty if it has none, None if the index won't say."""
-        answer = self._get(project, {"Accept": ACCEPT}, self._policy)
-        if answer is None or answer.status != 200:
-            return None if answer is None or answer.status != 404 else {}
-        return parse(answer.url, answer.content_type, answer.content)
+        return _listing(self._get(project, {"Accept": ACCEPT}, self._policy))
 
     def project_page(self, project: str) -> ProjectPage | None:
         """The project's page in JSON, for the rules checked before the first upload.
@@ -78,12 +75,9 @@ class IndexClient:
     def fresh_files(self, project: str) -> dict[str, IndexedFile] | None:
         """One uncached look at the project's files, for waiting on an upload; not retried,
         since the caller polls."""
-        answer = self._get(
-            project, {"Accept": ACCEPT, **NO_CACHE}, replace(self._policy, attempts=1)
+        return _listing(
+            self._get(project, {"Accept": ACCEPT, **NO_CACHE}, replace(self._policy, attempts=1))
         )
-        if answer is None or answer.status != 200:
-            return None if answer is None or answer.status != 404 else {}
-        return parse(answer.url, answer.content_type, answer.content)
 
     def _get(self, project: str, headers: Mapping[str, str], policy: RetryPolicy) -> Answer | None:
         from packaging.utils import canonicalize_name
@@ -109,3 +103,15 @@ class IndexClient:
         except (GaveUp, TooLarge, UntrustedRedirect, UntrustedCertificate) as error:
             self._reporter.debug(f"GET {url}: no usable answer ({type(error).__name__})")
             return None
+
+
+def _listing(answer: Answer | None) -> dict[str, IndexedFile] | None:
+    """The files a page lists: none for a project the index does not know (404), None when
+    there is no usable page."""
+    if answer is None:
+        return None
+    if answer.status == 404:
+        return {}
+    if answer.status != 200:
+        return None
+    return parse(answer.url, answer.content_type, answer.content)
