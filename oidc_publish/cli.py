@@ -103,7 +103,6 @@ def publish(
     from oidc_publish.dists import locate, named_releases
     from oidc_publish.index_urls import Index
     from oidc_publish.network import Pending, RetryPolicy, ca_bundle
-    from oidc_publish.release_rules import check_tag
 
     index = Index(inputs.repository_url)
     publication.index_name = index.display_name
@@ -112,8 +111,7 @@ def publish(
     folder = context.workspace / inputs.packages_dir
     paths = locate(folder, context.workspace, reporter)
     named = named_releases(paths)
-    if inputs.verify_tag:
-        check_tag(context.ref, named, debug=reporter.debug)
+    _check_names(inputs, context, index=index, paths=paths, named=named, reporter=reporter)
 
     # From here the network waits run beside the local work: the token exchange, the
     # index's page for its rules, then signing; the files are read and checked meanwhile.
@@ -184,6 +182,26 @@ def publish(
             _wait_until_installable(holdings, publication, reporter, world)
     finally:
         http.close()
+
+
+def _check_names(
+    inputs: Inputs,
+    context: RunnerContext,
+    *,
+    index: Index,
+    paths: list[Path],
+    named: list[tuple[str, str]],
+    reporter: Reporter,
+) -> None:
+    """What the file names alone show to be wrong, found before any request."""
+    from oidc_publish.release_rules import check_tag
+
+    if len({project for project, _ in named}) < len(named):
+        # A project in several versions, most often a stale build: every file is read now,
+        # before any request, and every problem reported at once.
+        _read(inputs, context, index, paths, reporter)
+    if inputs.verify_tag:
+        check_tag(context.ref, named, debug=reporter.debug)
 
 
 def _make_client(

@@ -160,7 +160,9 @@ def _publisher_missing(index: Index, project: str) -> str:
         f"The upload token this run minted covers the projects whose trusted publisher "
         f"matches this workflow, and {md_code(project)} has none. Add the same publisher "
         "(owner, repository, workflow file and environment) to "
-        f"{md_code(project)}" + (f" at {where}" if where else "") + ". If the project does "
+        f"{md_code(project)}"
+        + (f" at {where}" if where else f" in its settings on {index.display_name}")
+        + ". If the project does "
         "not exist yet, add it as a pending publisher"
         + (f" at {pending}" if pending else "")
         + "; PyPI keeps one pending publisher per workflow, so new projects are created one "

@@ -14,7 +14,7 @@ import hashlib
 import io
 import tarfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -134,12 +134,27 @@ def named_releases(paths: Sequence[Path]) -> list[tuple[str, str]]:
     """The releases the file names name, each once, in the files' order: what the checks
     and requests that need a project and version start from, before any archive is read
     (reading checks that the names tell the truth)."""
-    found: dict[str, tuple[str, str]] = {}
+    found: dict[tuple[str, str], None] = {}
     for path in paths:
         named = release_of(path.name)
         if named is not None:
-            found.setdefault(f"{named[0]} {named[1]}", (named[0], str(named[1])))
-    return list(found.values())
+            found.setdefault((named[0], str(named[1])))
+    return list(found)
+
+
+def _several_versions(project: str, versions: Mapping[str, list[str]]) -> Problem:
+    listed = "; ".join(
+        f"{md_code(version)}: " + ", ".join(md_code(name) for name in names)
+        for version, names in versions.items()
+    )
+    return Problem(
+        "Several versions of one project",
+        f"The folder holds {len(versions)} versions of {md_code(project)}: {listed}. A run "
+        "publishes one version of each project; the others are most often a stale build "
+        "left in the folder.",
+        "Clean the folder before building (`rm -rf dist`), so that it holds only the version "
+        "to publish.",
+    )
 
 
 def is_distribution(path: Path) -> bool:
@@ -352,24 +367,11 @@ def _check_releases(releases: Sequence[Release]) -> list[Problem]:
     versions: dict[str, list[Release]] = {}
     for release in releases:
         versions.setdefault(release.project, []).append(release)
-    for same in versions.values():
-        if len(same) < 2:
-            continue
-        listed = "; ".join(
-            f"{md_code(r.version)}: " + ", ".join(md_code(d.filename) for d in r.files)
-            for r in same
-        )
-        problems.append(
-            Problem(
-                "Several versions of one project",
-                f"The folder holds {len(same)} versions of {md_code(same[0].name)}: {listed}. "
-                "A run publishes one version of each project; the others are most often a "
-                "stale build left in the folder.",
-                "Clean the folder before building (`rm -rf dist`), so that it holds only the "
-                "version to publish.",
-                same[1].files[0].display,
-            )
-        )
+    problems += [
+        _several_versions(same[0].name, {r.version: [d.filename for d in r.files] for r in same})
+        for same in versions.values()
+        if len(same) > 1
+    ]
     for release in releases:
         sdists = [d for d in release.files if d.kind == SDIST]
         if len(sdists) > 1:
