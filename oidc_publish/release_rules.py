@@ -117,10 +117,13 @@ def check_tag(
             "`verify-tag: false`.",
         )
     every = ", ".join(md_code(f"{name} {version}") for name, version in releases)
-    which = f"the project {named[0]}" if named else "no project, so every release's version"
+    named_here = (
+        f"which names {named[0]} {tagged}"
+        if named
+        else f"which names no project, so every release must be version {tagged}"
+    )
     raise VersionTagMismatch(
-        f"This run is for the tag {md_code(tag)}, which names version {tagged} and names "
-        f"{which}, but the run publishes {every}.",
+        f"This run is for the tag {md_code(tag)}, {named_here}; the run publishes {every}.",
         fix="Tag each project's release with its name (`<project>-v<version>`, "
         "`<project>/v<version>` or `<project>@<version>`) and publish it in that tag's run, "
         "or give every project the tagged version; if the tag is not meant to name the "

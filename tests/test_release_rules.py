@@ -109,7 +109,7 @@ def test_a_tag_naming_a_project_with_another_version_lists_every_release_and_bot
     error = caught.value
     assert "`mylib 1.4.0`" in error.message
     assert "`mylib-plugin 0.3.0`" in error.message
-    assert "names version 0.4.0 and names the project mylib-plugin" in error.message
+    assert "which names mylib-plugin 0.4.0; the run publishes" in error.message
     assert "<project>-v<version>" in error.fix
     assert "`verify-tag: false`" in error.fix
 
@@ -118,7 +118,7 @@ def test_a_tag_naming_no_project_must_name_every_release_version() -> None:
     check_tag("refs/tags/v2.0.0", [("core", "2.0.0"), ("core-stubs", "2.0")])
     with pytest.raises(VersionTagMismatch) as caught:
         check_tag("refs/tags/v1.4.0", [LIB, PLUGIN])
-    assert "names no project, so every release's version" in caught.value.message
+    assert "names no project, so every release must be version 1.4.0" in caught.value.message
 
 
 def test_a_tag_with_thousands_of_digits_is_not_a_version_and_no_crash() -> None:
