@@ -32,9 +32,10 @@ from oidc_publish.runner import RunnerContext
 if TYPE_CHECKING:
     import httpx
 
-    from oidc_publish.credentials import Credential, IdentityTokens
+    from oidc_publish.credentials import Credential
     from oidc_publish.dists import Distribution
     from oidc_publish.dists import Release as DistRelease
+    from oidc_publish.identity import IdentityTokens
     from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
@@ -91,6 +92,10 @@ def publish(
     publication: Publication,
     world: World,
 ) -> None:
+    from oidc_publish.identity import ask_early, github_identity_token
+
+    # The identity token goes to GitHub alone, so it is asked for while the inputs are read.
+    identity = world.identity or ask_early(github_identity_token(reporter), environ)
     from oidc_publish.inputs import Inputs
 
     inputs = Inputs.from_env(environ)
@@ -99,7 +104,7 @@ def publish(
     reporter.verbose = inputs.verbose
     publication.dry_run = inputs.dry_run
 
-    from oidc_publish.credentials import check_context, github_identity_token
+    from oidc_publish.credentials import check_context
     from oidc_publish.dists import locate, named_releases
     from oidc_publish.index_urls import Index
     from oidc_publish.network import Pending, RetryPolicy, ca_bundle
@@ -115,10 +120,9 @@ def publish(
 
     # From here the network waits run beside the local work: the token exchange, the
     # index's page for its rules, then signing; the files are read and checked meanwhile.
-    # The waits are the longest path, so they start first: the identity token is asked
-    # for while the HTTP client is still being made.
+    # The waits are the longest path, so they start first: the token exchange while the
+    # HTTP client is still being made.
     policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic)
-    identity = world.identity or github_identity_token(reporter)
     made: Future[httpx.Client] = Future()
     exchange = _start_exchange(
         inputs,

@@ -104,7 +104,7 @@ def test_a_stale_second_version_is_refused_before_any_request(
     result = run(env=BRANCH)
 
     assert result.returncode == 1
-    assert index.log == []
+    assert index.beyond_github() == []
     [error] = [a for a in result.annotations if a.level == "error"]
     assert error.title == "Several versions of one project"
     assert stale.name in error.message
