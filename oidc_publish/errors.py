@@ -327,7 +327,9 @@ class SigningFailed(ActionError):
         "PEP 740 attestations are signed through Sigstore: a certificate from Fulcio for the "
         "job's identity token, then one Rekor transparency log entry per file. One of them "
         "(or the fetch of Sigstore's trust root) kept failing after every retry the policy "
-        "allows, or refused the request; the message names which. Nothing was uploaded. "
+        "allows, refused the request, or sent an answer over its size limit; or signing ran "
+        "past its deadline; or `OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG` names no usable file. The "
+        "message names which. Nothing was uploaded. "
         f"Check {SIGSTORE_STATUS_PAGE} and re-run the job, or publish without attestations "
         "with `attestations: false`."
     )

@@ -419,6 +419,22 @@ def test_a_huge_body_is_generated_as_it_is_sent(index: LocalIndex, kind: str) ->
         assert small.text.endswith("</body></html>\n")
 
 
+def test_a_huge_body_of_undeclared_length_ends_when_the_connection_closes(
+    index: LocalIndex,
+) -> None:
+    size = 8 * 1024 * 1024 + 3
+    index.faults("simple", Fault.huge(size, declared=False))
+
+    with (
+        https_client(index, timeout=30) as client,
+        client.stream("GET", "/simple/sample-project/") as answer,
+    ):
+        received = sum(len(chunk) for chunk in answer.iter_raw())
+
+    assert "Content-Length" not in answer.headers
+    assert received == size
+
+
 def test_a_reason_phrase_goes_out_raw_control_characters_included(index: LocalIndex) -> None:
     reason = "File already exists ##[stop-commands]x\r::add-mask::y"
     index.faults("upload", Fault.status(400, reason), Fault.status(400, reason))

@@ -55,6 +55,9 @@ class Fault:
     seconds: float = 0.0
     size: int = 0
     """drip, huge: the body's length in bytes."""
+    declared: bool = True
+    """huge: the length goes out as Content-Length; if not, the body ends when the
+    connection closes, and only a client that counts what it reads can stop early."""
     location: str | None = None
     """redirect: the target path (with query), or None for the request's own."""
 
@@ -101,11 +104,21 @@ class Fault:
         return cls("drip", code, phrase(code), content_type=content_type, seconds=every, size=size)
 
     @classmethod
-    def huge(cls, size: int, kind: Literal["json", "html"] = "json", code: int = 200) -> Fault:
+    def huge(
+        cls,
+        size: int,
+        kind: Literal["json", "html"] = "json",
+        code: int = 200,
+        *,
+        declared: bool = True,
+    ) -> Fault:
         """A `size`-byte body generated while it is sent (never held whole): a JSON object
-        or an HTML page, well formed if read to the end, typed as the simple API types it."""
+        or an HTML page, well formed if read to the end, typed as the simple API types it.
+        `declared=False` sends no Content-Length."""
         content_type = SIMPLE_JSON if kind == "json" else HTML
-        return cls("huge", code, phrase(code), content_type=content_type, size=size)
+        return cls(
+            "huge", code, phrase(code), content_type=content_type, size=size, declared=declared
+        )
 
     @classmethod
     def redirect(cls, code: int = 302, location: str | None = None) -> Fault:
@@ -224,7 +237,8 @@ class Exchange:
                 return self.stream(fault.code, fault.content_type, fault.size, _drip(self, fault))
             case "huge":
                 body = _generated(fault.size, fault.content_type == SIMPLE_JSON)
-                return self.stream(fault.code, fault.content_type, fault.size, body)
+                length = fault.size if fault.declared else None
+                return self.stream(fault.code, fault.content_type, length, body)
             case "redirect":
                 query = self.environ.get("QUERY_STRING")
                 target = fault.location or self.path + (f"?{query}" if query else "")
@@ -260,14 +274,12 @@ class Exchange:
         return [body]
 
     def stream(
-        self, code: int, content_type: str, length: int, chunks: Iterator[bytes]
+        self, code: int, content_type: str, length: int | None, chunks: Iterator[bytes]
     ) -> Iterator[bytes]:
-        """Headers at once (with Content-Length `length`), then `chunks` as they come."""
+        """Headers at once (with Content-Length `length`, if any), then `chunks` as they come."""
         self.read_body()
-        self.start_response(
-            f"{code} {phrase(code)}",
-            [("Content-Type", content_type), ("Content-Length", str(length))],
-        )
+        declared = [] if length is None else [("Content-Length", str(length))]
+        self.start_response(f"{code} {phrase(code)}", [("Content-Type", content_type), *declared])
         # An empty first piece makes wsgiref send the headers before the body is ready.
         yield b""
         yield from chunks
