@@ -162,8 +162,12 @@ class Uploader:
                 self._speed.learn(dist.size, seconds)
             if response.status_code == 403 and "expired" in response.reason.lower() and not renewed:
                 renewed = True
+                # However many uploads meet an expired token at once, one of them mints and
+                # says so (the credential logs it); each of them retries.
                 if self._credential.renew(session.auth.last) is not None:
-                    raise Transient("the upload token expired; minted a new one", retry_after=0)
+                    raise Transient(
+                        "the upload token expired; retrying with the renewed token", retry_after=0
+                    )
             raise_for_transient(response.status_code, response.reason, response.headers)
             return response
 

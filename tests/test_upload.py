@@ -207,6 +207,14 @@ def test_an_expired_token_refused_under_several_workers_is_minted_again_once(rig
     assert rig.index.files() == on_index(dists)
     # The retry after a renewal does not wait.
     assert rig.sleeps.waits == [0.0] * 4
+    # The log says what happened: one token minted, four uploads retried with it.
+    lines = rig.reporter.lines
+    assert [line for line in lines if "Minted" in line] == [
+        "Minted a new upload token: the index refused the last as expired."
+    ]
+    retried = [line for line in lines if "retrying with the renewed token" in line]
+    assert sorted(line.split(": ")[0] for line in retried) == sorted(names(dists[1:]))
+    assert "minted a new one" not in rig.reporter.text()
 
 
 def test_a_503_on_one_file_is_retried_while_the_others_go_up(rig: Rig) -> None:
