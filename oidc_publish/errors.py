@@ -357,6 +357,18 @@ class UploadRejected(ActionError):
         return [Diagnostic(Level.ERROR, self.specific_title, self.message, self.fix, self.file)]
 
 
+class FileChanged(ActionError):
+    code = "file-changed"
+    title = "A file changed after it was checked"
+    explanation = (
+        "Every distribution is hashed and checked (and attested) before the first upload, "
+        "and hashed again as it is sent. A file whose bytes changed in between, because "
+        "another step or process wrote to `packages-dir` while the action ran, is cut off "
+        "before its last bytes: no index stores it, and the action never reports a sha256 "
+        "that is not what was sent. Keep the folder untouched during the step and re-run."
+    )
+
+
 class InternalError(ActionError):
     code = "internal-error"
     title = "Internal error"
