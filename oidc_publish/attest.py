@@ -12,10 +12,17 @@ writes nothing into the workspace.
 - Fulcio, Rekor and the trust root fetch are retried under the project's `RetryPolicy` on
   connection failures, timeouts, 408, 429 (honouring Retry-After) and 5xx. When a service
   stays down, or answers something retrying cannot change, `SigningFailed` names it.
+- Bounds, as on every other path: each request to Fulcio or Rekor (and each attempt at the
+  trust root) ends within `request_deadline` seconds, each answer is read in pieces and
+  refused past `MAX_JSON_BYTES`, and the whole step ends within its own deadline
+  (`signing_deadline`). sigstore's clients set no timeout and read whole bodies, so an
+  adapter mounted on their `requests` sessions does it for them.
 - Trust: `OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG` (in the `environ` mapping passed in) may name a
-  client trust config file, for a private or test Sigstore; otherwise Sigstore's production
-  trust root is fetched over TUF. Rekor v1 is forced: PEP 740 bundles need its inclusion
-  promise. TLS always verifies, against the CAs `requests` finds (REQUESTS_CA_BUNDLE).
+  client trust config file, for a private or test Sigstore: a regular file of at most 1 MiB.
+  Otherwise Sigstore's production trust root is fetched over TUF, whose client caps every
+  file it downloads (metadata by its config's lengths, targets by their signed lengths).
+  Rekor v1 is forced: PEP 740 bundles need its inclusion promise. TLS always verifies,
+  against the CAs `requests` finds (REQUESTS_CA_BUNDLE).
 
 sigstore and pypi_attestations are imported inside the functions: a run without
 attestations never loads them.
@@ -23,6 +30,8 @@ attestations never loads them.
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,16 +42,21 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from oidc_publish.errors import SIGSTORE_STATUS_PAGE, SigningFailed
 from oidc_publish.network import (
+    MAX_JSON_BYTES,
+    MAX_REDIRECTS,
+    REQUEST_DEADLINE,
     GaveUp,
     RetryNotice,
     RetryPolicy,
+    TooLarge,
     Transient,
     is_certificate_failure,
     is_transient_status,
     parse_retry_after,
     retrying,
+    within,
 )
-from oidc_publish.runner import md_code
+from oidc_publish.runner import log_quoted, md_code
 
 if TYPE_CHECKING:
     import requests
@@ -58,6 +72,16 @@ TRUST_CONFIG_VARIABLE = "OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG"
 AUDIENCE = "sigstore"
 
 Service = Literal["Fulcio", "Rekor", "the trust root"]
+
+# The whole signing step, retries included: one call's worth of the retry policy's deadline,
+# plus a second a file. Rekor takes about 0.3 s an entry and `workers` entries run at once
+# (40 wheels: under 2 s with 8 workers), so a second a file leaves room for a Rekor many
+# times slower than usual, or for a single worker.
+SIGNING_DEADLINE = 300.0
+SIGNING_SECONDS_PER_FILE = 1.0
+# A client trust config names a few keys and URLs: some kB.
+MAX_TRUST_CONFIG_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
 
 
 class Signable(Protocol):
@@ -89,6 +113,8 @@ def sign_all(
     clock: Callable[[], float] = time.time,
     timeout: float = 30.0,
     renew_margin: float = 90.0,
+    request_deadline: float = REQUEST_DEADLINE,
+    deadline: float | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Signs one PEP 740 publish attestation per file; returns them by file name.
 
@@ -97,11 +123,13 @@ def sign_all(
     expired before Fulcio answered. It may raise `Transient` (retried) or an `ActionError`.
     `reporter` gets one line per retry, never a token. `clock` (and the policy's sleep) are
     for tests;
-    `timeout` bounds each HTTP request to Sigstore; `renew_margin` is the certificate life
-    (seconds) an entry must have left to start, or a new certificate is fetched first.
+    `timeout` bounds each wait for a connection or a byte from Sigstore, `request_deadline`
+    each request from start to last byte, and `deadline` the whole step on the policy's
+    clock (by default `signing_deadline(len(dists))`); `renew_margin` is the certificate
+    life (seconds) an entry must have left to start, or a new certificate is fetched first.
 
     Raises `SigningFailed` when Sigstore does not sign (after retries for transient
-    failures); exceptions from `identity_token` propagate.
+    failures) or the step runs out of time; exceptions from `identity_token` propagate.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
@@ -112,12 +140,28 @@ def sign_all(
     from sigstore.oidc import ExpiredIdentity
     from sigstore.sign import SigningContext
 
-    trust = _call("the trust root", lambda: load_trust(environ), policy, reporter)
+    seconds = signing_deadline(len(dists)) if deadline is None else deadline
+    limits = _Limits(
+        clock=policy.clock,
+        ends=policy.clock() + seconds,
+        seconds=seconds,
+        files=len(dists),
+        request_deadline=request_deadline,
+        timeout=timeout,
+    )
+    # TUF reads with its own client (urllib3): its sizes are capped, its time is not.
+    trust = _call(
+        "the trust root",
+        lambda: within(limits.request(), lambda: load_trust(environ), "trust root"),
+        policy,
+        reporter,
+        limits,
+    )
     context = SigningContext.from_trust_config(trust)
-    _bound_fulcio(context, timeout)
+    _bound(getattr(context._fulcio, "session", None), limits)
     certificates = _Certificates(
         context, identity_token, policy=policy, reporter=reporter, clock=clock,
-        margin=renew_margin, timeout=timeout,
+        margin=renew_margin, limits=limits,
     )  # fmt: skip
     stop = threading.Event()
 
@@ -128,7 +172,8 @@ def sign_all(
             if stop.is_set():
                 raise _Stopped
             signer = certificates.signer()
-            _bound_rekor(context, timeout)
+            # sigstore makes one Rekor session per thread.
+            _bound(getattr(context._rekor, "_session", None), limits)
             try:
                 return Attestation.sign(signer, distribution)
             except AttestationError as error:
@@ -140,7 +185,7 @@ def sign_all(
             except Exception as error:
                 raise _classify("Rekor", error) from None
 
-        attestation = _call("Rekor", attempt, policy, reporter)
+        attestation = _call("Rekor", attempt, policy, reporter, limits)
         return dist.path.name, attestation.model_dump(mode="json")
 
     certificates.signer()  # the first certificate, before any worker starts
@@ -165,6 +210,11 @@ def sign_all(
     return {dist.path.name: results[dist.path.name] for dist in dists}
 
 
+def signing_deadline(files: int) -> float:
+    """Seconds the whole signing step may take for `files` files, every retry included."""
+    return SIGNING_DEADLINE + SIGNING_SECONDS_PER_FILE * files
+
+
 def load_trust(environ: Mapping[str, str]) -> ClientTrustConfig:
     """The Sigstore instance to sign against, Rekor v1 forced; one attempt.
 
@@ -176,15 +226,14 @@ def load_trust(environ: Mapping[str, str]) -> ClientTrustConfig:
 
     path = environ.get(TRUST_CONFIG_VARIABLE, "").strip()
     if path:
+        text = _read_trust_config(path)
         try:
-            config = ClientTrustConfig.from_json(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError, SigstoreError) as error:
-            raise SigningFailed(
-                f"{TRUST_CONFIG_VARIABLE} names {path}, which is not a readable Sigstore client "
-                f"trust config: {md_code(f'{type(error).__name__}: {error}')}",
-                fix=f"Point {TRUST_CONFIG_VARIABLE} at a client trust config "
-                "(application/vnd.dev.sigstore.clienttrustconfig.v0.1+json), or unset it to "
-                "sign with Sigstore's public instance.",
+            config = ClientTrustConfig.from_json(text)
+        except (ValueError, RecursionError, SigstoreError) as error:
+            raise _unusable_trust_config(
+                path,
+                "is not a Sigstore client trust config: "
+                + md_code(f"{type(error).__name__}: {error}"),
             ) from None
     else:
         try:
@@ -194,6 +243,57 @@ def load_trust(environ: Mapping[str, str]) -> ClientTrustConfig:
     # The attribute sigstore 4.x reads in `signing_config` to keep only Rekor v1 logs.
     config.force_tlog_version = 1
     return config
+
+
+def _read_trust_config(path: str) -> str:
+    """The text of the trust config file: a regular file, at most MAX_TRUST_CONFIG_BYTES.
+
+    Opened without blocking and checked before any read: a FIFO would wait for a writer for
+    ever, and a device such as /dev/zero never ends.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise _unusable_trust_config(path, f"cannot be opened ({error.strerror})") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise _unusable_trust_config(path, f"is {_file_kind(mode)}, not a regular file")
+        with open(descriptor, "rb", closefd=False) as handle:
+            data = handle.read(MAX_TRUST_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise _unusable_trust_config(path, f"cannot be read ({error.strerror})") from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_TRUST_CONFIG_BYTES:
+        raise _unusable_trust_config(
+            path, f"is larger than {MAX_TRUST_CONFIG_BYTES // 1024 // 1024} MiB"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _unusable_trust_config(path, "is not UTF-8 text") from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
+def _unusable_trust_config(path: str, why: str) -> SigningFailed:
+    return SigningFailed(
+        f"{TRUST_CONFIG_VARIABLE} names {md_code(path)}, which {why}.",
+        fix=f"Point {TRUST_CONFIG_VARIABLE} at a client trust config file "
+        "(application/vnd.dev.sigstore.clienttrustconfig.v0.1+json, a regular file of at most "
+        f"{MAX_TRUST_CONFIG_BYTES // 1024 // 1024} MiB), or unset it to sign with Sigstore's "
+        "public instance.",
+    )
 
 
 class _Stopped(Exception):
@@ -212,7 +312,7 @@ class _Certificates:
         reporter: Reporter,
         clock: Callable[[], float],
         margin: float,
-        timeout: float,
+        limits: _Limits,
     ) -> None:
         self._context = context
         self._identity_token = identity_token
@@ -220,7 +320,7 @@ class _Certificates:
         self._reporter = reporter
         self._clock = clock
         self._margin = margin
-        self._timeout = timeout
+        self._limits = limits
         self._lock = threading.Lock()
         self._signer: Signer | None = None
         self._not_after = 0.0
@@ -232,7 +332,9 @@ class _Certificates:
             if self._signer is None or self._not_after - self._clock() < self._margin:
                 self._signer = None
                 self._token = None  # a new certificate comes with a new identity token
-                self._signer = _call("Fulcio", self._new_signer, self._policy, self._reporter)
+                self._signer = _call(
+                    "Fulcio", self._new_signer, self._policy, self._reporter, self._limits
+                )
             return self._signer
 
     def expire(self) -> None:
@@ -243,7 +345,7 @@ class _Certificates:
         from sigstore.oidc import IdentityError, IdentityToken
         from sigstore.sign import Signer
 
-        if self._token is None or self._token._exp - self._clock() < self._timeout:
+        if self._token is None or self._token._exp - self._clock() < self._limits.timeout:
             try:
                 self._token = IdentityToken(self._identity_token(), client_id=AUDIENCE)
             except IdentityError as error:
@@ -261,18 +363,51 @@ class _Certificates:
         return signer
 
 
+@dataclass(frozen=True)
+class _Limits:
+    """The signing step's bounds: its deadline on `clock`, and those of each request."""
+
+    clock: Callable[[], float]
+    ends: float
+    seconds: float
+    files: int
+    request_deadline: float
+    timeout: float
+    """Seconds to wait for a connection or the next byte: what `requests` calls a timeout."""
+
+    def remaining(self) -> float:
+        return self.ends - self.clock()
+
+    def request(self) -> float:
+        """Seconds the next request may take: its own deadline, or what is left of the step's."""
+        return max(0.0, min(self.request_deadline, self.remaining()))
+
+    def out_of_time(self, service: Service, last: str | None) -> SigningFailed:
+        failure = f"; the last failure, from {service}: {md_code(last)}" if last else ""
+        return SigningFailed(
+            f"Signing did not finish within its deadline of {self.seconds:.0f}s for "
+            f"{self.files} file(s){failure}. Sigstore's status: {SIGSTORE_STATUS_PAGE}",
+            fix=_FIX,
+        )
+
+
 def _call(
     service: Service,
     attempt: Callable[[], T],
     policy: RetryPolicy,
     reporter: Reporter,
+    limits: _Limits,
 ) -> T:
     def on_retry(notice: RetryNotice) -> None:
+        if notice.delay >= limits.remaining():
+            raise limits.out_of_time(service, notice.reason)
         reporter.log(
-            f"Sigstore ({service}): attempt {notice.attempt} failed ({notice.reason}); "
-            f"retrying in {notice.delay:.1f}s"
+            f"Sigstore ({service}): attempt {notice.attempt} failed "
+            f"({log_quoted(notice.reason)}); retrying in {notice.delay:.1f}s"
         )
 
+    if limits.remaining() <= 0:
+        raise limits.out_of_time(service, None)
     try:
         return retrying(attempt, policy, on_retry)
     except GaveUp as gave_up:
@@ -298,11 +433,21 @@ def _refused(service: Service, why: str) -> SigningFailed:
 
 def _classify(service: Service, error: BaseException) -> Exception:
     """A Sigstore failure as `Transient` (worth another attempt) or `SigningFailed`."""
-    if isinstance(error, Transient | SigningFailed | _Stopped):
+    if isinstance(error, _Stopped):
         return error
     # sigstore wraps HTTP errors: Fulcio's client `from` the HTTPError (often with an empty
     # message), Rekor's inside an `except` (so as the context), TUF's `from` its own error.
+    # What the bounded adapter raises passes through sigstore as it is.
     for link in _causes(error):
+        if isinstance(link, Transient | SigningFailed):
+            return link
+        if isinstance(link, TooLarge):
+            return SigningFailed(
+                f"{service} sent an answer over {MAX_JSON_BYTES // 1024 // 1024} MiB, far more "
+                "than a certificate or a log entry takes: refused, unread. Sigstore's status: "
+                f"{SIGSTORE_STATUS_PAGE}",
+                fix=_FIX,
+            )
         found = _from_requests(service, link) or _from_tuf(service, link)
         if found is not None:
             return found
@@ -357,7 +502,7 @@ def _message(response: requests.Response) -> str:
     """Sigstore's JSON error message, if any: never a request header or token."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     message = body.get("message") if isinstance(body, dict) else None
     return f": {message}" if isinstance(message, str) and message else ""
@@ -367,30 +512,62 @@ def _short(error: BaseException) -> str:
     return str(error).splitlines()[0][:300] if str(error) else type(error).__name__
 
 
-def _bound_fulcio(context: SigningContext, timeout: float) -> None:
-    """Gives the Fulcio client's requests a timeout; sigstore sets none."""
-    session = getattr(context._fulcio, "session", None)
-    if session is not None:
-        _mount_timeout(session, timeout)
+def _bound(session: requests.Session | None, limits: _Limits) -> None:
+    """Bounds every request of one of sigstore's sessions: its time, its answer, its redirects.
+
+    sigstore sets no timeout, follows up to 30 redirects and reads whole answers (`.json()`).
+    """
+    if session is None or getattr(session, "_oidc_publish_bounded", False):
+        return
+    adapter = _bounded_adapter(limits)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.max_redirects = MAX_REDIRECTS
+    session._oidc_publish_bounded = True  # type: ignore[attr-defined]
 
 
-def _bound_rekor(context: SigningContext, timeout: float) -> None:
-    """Gives this thread's Rekor session a timeout; sigstore makes one session per thread."""
-    session = getattr(context._rekor, "_session", None)
-    if session is not None:
-        _mount_timeout(session, timeout)
-
-
-def _mount_timeout(session: requests.Session, timeout: float) -> None:
+def _bounded_adapter(limits: _Limits) -> requests.adapters.HTTPAdapter:
     from requests.adapters import HTTPAdapter
 
-    class TimeoutAdapter(HTTPAdapter):
-        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-            if kwargs.get("timeout") is None:
-                kwargs["timeout"] = timeout
-            return super().send(request, *args, **kwargs)
+    class BoundedAdapter(HTTPAdapter):
+        """Sends with a timeout, reads the answer within the request's deadline and size cap.
 
-    if not getattr(session, "_oidc_publish_timeout", False):
-        session.mount("https://", TimeoutAdapter())
-        session.mount("http://", TimeoutAdapter())
-        session._oidc_publish_timeout = True  # type: ignore[attr-defined]
+        The answer is complete when `send` returns: sigstore gets its body from memory.
+        """
+
+        def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+            seconds = limits.request()
+            if seconds <= 0:
+                raise Transient("no time left in the signing step")
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = limits.timeout
+            kwargs["stream"] = True
+
+            def whole() -> requests.Response:
+                response = HTTPAdapter.send(self, request, *args, **kwargs)
+                response._content = _capped_body(response)
+                return response
+
+            return within(seconds, whole, f"Sigstore {request.method}")
+
+    return BoundedAdapter()
+
+
+def _capped_body(response: requests.Response) -> bytes:
+    """The answer's body, read a piece at a time; `TooLarge`, unread, past MAX_JSON_BYTES."""
+    try:
+        declared = response.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+            raise TooLarge(response.url)
+        chunks: list[bytes] = []
+        received = 0
+        for chunk in response.iter_content(_CHUNK):
+            received += len(chunk)
+            if received > MAX_JSON_BYTES:
+                raise TooLarge(response.url)
+            chunks.append(chunk)
+    except BaseException:
+        # Closing drops the connection rather than pooling one with an answer half read.
+        response.close()
+        raise
+    return b"".join(chunks)

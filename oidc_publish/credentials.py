@@ -139,7 +139,9 @@ class TrustedPublishing:
         with self._lock:
             if self._token is not None and self._token != stale:
                 return self._token  # another upload renewed it meanwhile
-            return self._mint()
+            token = self._mint()
+            self._reporter.log("Minted a new upload token: the index refused the last as expired.")
+            return token
 
     def _speculate(self) -> str | None:
         """The identity token for the audience PyPI (or TestPyPI) names, asked for while the

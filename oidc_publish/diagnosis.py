@@ -25,6 +25,11 @@ PYPI_REUSABLE_WORKFLOWS = (
     "https://docs.pypi.org/trusted-publishers/troubleshooting/#reusable-workflows-on-github"
 )
 _LIMIT_REQUEST = "https://github.com/pypi/support/issues/new?template=limit-request-file.yml"
+# Where PyPI's "Project size too large" answer points (warehouse's forklift/legacy.py).
+_PROJECT_LIMIT = (
+    "https://docs.pypi.org/project-management/storage-limits"
+    "#requesting-a-project-size-limit-increase"
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,15 @@ REFUSALS: list[Refusal] = [
         "Filename previously used",
         "PyPI never accepts a filename again, even after the file was deleted. Publish a new "
         "version (a post-release such as `1.0.0.post1` if nothing else changed).",
+    ),
+    # Before "File too large": PyPI's second size limit says "too large" too.
+    Refusal(
+        ("project size too large",),
+        "Project too large",
+        "With this file, the project's files together would pass its total size limit (10 GB "
+        "by default on PyPI). Delete old releases or files you no longer need (pre-releases, "
+        "development builds) in the project's settings on PyPI, or ask for a project size "
+        f"increase: {_PROJECT_LIMIT}",
     ),
     Refusal(
         ("too large", "too big"),

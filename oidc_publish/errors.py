@@ -327,7 +327,9 @@ class SigningFailed(ActionError):
         "PEP 740 attestations are signed through Sigstore: a certificate from Fulcio for the "
         "job's identity token, then one Rekor transparency log entry per file. One of them "
         "(or the fetch of Sigstore's trust root) kept failing after every retry the policy "
-        "allows, or refused the request; the message names which. Nothing was uploaded. "
+        "allows, refused the request, or sent an answer over its size limit; or signing ran "
+        "past its deadline; or `OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG` names no usable file. The "
+        "message names which. Nothing was uploaded. "
         f"Check {SIGSTORE_STATUS_PAGE} and re-run the job, or publish without attestations "
         "with `attestations: false`."
     )
@@ -353,6 +355,18 @@ class UploadRejected(ActionError):
 
     def diagnostics(self) -> list[Diagnostic]:
         return [Diagnostic(Level.ERROR, self.specific_title, self.message, self.fix, self.file)]
+
+
+class FileChanged(ActionError):
+    code = "file-changed"
+    title = "A file changed after it was checked"
+    explanation = (
+        "Every distribution is hashed and checked (and attested) before the first upload, "
+        "and hashed again as it is sent. A file whose bytes changed in between, because "
+        "another step or process wrote to `packages-dir` while the action ran, is cut off "
+        "before its last bytes: no index stores it, and the action never reports a sha256 "
+        "that is not what was sent. Keep the folder untouched during the step and re-run."
+    )
 
 
 class InternalError(ActionError):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from oidc_publish.errors import Diagnostic, IndexUnreachable, Level, UntrustedCertificate
-from oidc_publish.runner import md_code
+from oidc_publish.runner import log_quoted, md_code
 
 if TYPE_CHECKING:
     import httpx
@@ -135,12 +135,13 @@ def persist(
     """
 
     def on_retry(notice: RetryNotice) -> None:
-        text = (
-            f"Attempt {notice.attempt} failed ({md_code(notice.reason)}); "
-            f"retrying in {notice.delay:.1f}s."
-        )
-        reporter.log(f"{label}: {text}")
-        reporter.add(Diagnostic(Level.NOTICE, f"Retrying {label}", text, file=file))
+        def text(reason: str) -> str:
+            return f"Attempt {notice.attempt} failed ({reason}); retrying in {notice.delay:.1f}s."
+
+        # The same words twice: quoted for the log, a code span for the summary.
+        reporter.log(f"{label}: {text(log_quoted(notice.reason))}")
+        notice_text = text(md_code(notice.reason))
+        reporter.add(Diagnostic(Level.NOTICE, f"Retrying {label}", notice_text, file=file))
 
     try:
         return retrying(attempt, policy, on_retry, deadline=deadline)

@@ -3,7 +3,8 @@
 Reading: the event, the ref, the permission to request an identity token, the server.
 Writing: workflow commands on stdout, the step summary and the outputs file. Escaping lives
 here and nowhere else: every line goes through `neutralise`, every command through
-`WorkflowCommands._command`, and every untrusted value in Markdown through `md_code`.
+`WorkflowCommands._command`, every untrusted value in Markdown through `md_code`, and in a
+log line through `log_quoted`.
 """
 
 from __future__ import annotations
@@ -127,6 +128,28 @@ def escape_data(value: str) -> str:
 
 def escape_property(value: str) -> str:
     return escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def log_quoted(value: str) -> str:
+    """Untrusted text inside a log line: in double quotes, on that one line, read as data.
+
+    Line breaks and every other control or invisible character are escaped (`\\r`, `\\x1b`,
+    `\\u2028`), so a server's text can neither start a line of its own, which a reader would
+    take for the action's, nor hide part of itself.
+    """
+    return '"' + "".join(_LOG_ESCAPES.get(c) or _printable(c) for c in value) + '"'
+
+
+_LOG_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _printable(char: str) -> str:
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def md_code(value: str) -> str:

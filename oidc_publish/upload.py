@@ -6,16 +6,22 @@ retrying is safe because PyPI answers 200 for a byte-identical file, and where a
 answers "already exists" instead, reconciliation with the index decides (`reconcile.py`).
 A token is asked for at each request, through a requests auth: the credential renews it,
 once for all workers, when it would expire before the upload ends.
+
+What goes out is exactly what was hashed, checked and attested: the file is hashed again as
+it is sent, and a file that changed since is cut off before its last bytes, so no index
+stores it. What comes back is read only as far as a reason needs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import requests
 import requests.adapters
@@ -24,7 +30,7 @@ import requests_toolbelt
 from twine.repository import Repository
 
 from oidc_publish.diagnosis import upload_refusal
-from oidc_publish.errors import PYPI_STATUS_PAGE, ActionError
+from oidc_publish.errors import PYPI_STATUS_PAGE, ActionError, FileChanged
 from oidc_publish.network import (
     REQUEST_DEADLINE,
     SLOW_BYTES_PER_SECOND,
@@ -54,6 +60,11 @@ READ_TIMEOUT = 300.0
 WORKERS = 4
 # Bytes handed to the socket per write; urllib3's 16 KiB means a system call per block.
 SEND_BLOCK = 1024 * 1024
+# Bytes of an upload's answer that are read. The index's verdict is its status line, where
+# PyPI puts its reason; the page below is read only for the "already exists" that twine
+# looks for there (pypiserver writes it in the first lines), and an error page is a few KiB.
+MAX_ANSWER_BYTES = 64 * 1024
+ANSWER_STEP = 16 * 1024
 
 # The index's answer to an upload that it did not store, but holds a file of that name for.
 OnExists = Callable[["Distribution", bool], FileResult]
@@ -162,7 +173,7 @@ class Uploader:
         attempts = 0
         renewed = False
 
-        def attempt() -> requests.Response:
+        def attempt() -> _Answer:
             nonlocal attempts, renewed
             attempts += 1
             session = self._session()
@@ -177,6 +188,8 @@ class Uploader:
             except Transient:
                 self._discard_session()  # still busy with the abandoned request
                 raise
+            except _Changed:
+                raise _changed(dist, attested=attestation is not None) from None
             seconds = time.monotonic() - started
             self._reporter.debug(
                 f"POST {self._index.upload_url} {dist.filename} ({dist.size} bytes) -> "
@@ -186,8 +199,12 @@ class Uploader:
                 self._speed.learn(dist.size, seconds)
             if response.status_code == 403 and "expired" in response.reason.lower() and not renewed:
                 renewed = True
+                # However many uploads meet an expired token at once, one of them mints and
+                # says so (the credential logs it); each of them retries.
                 if self._credential.renew(session.auth.last) is not None:
-                    raise Transient("the upload token expired; minted a new one", retry_after=0)
+                    raise Transient(
+                        "the upload token expired; retrying with the renewed token", retry_after=0
+                    )
             raise_for_transient(response.status_code, response.reason, response.headers)
             return response
 
@@ -242,10 +259,108 @@ class Uploader:
                 session.close()
 
 
-def _already_exists(response: requests.Response, dist: Distribution) -> bool:
+def _already_exists(answer: _Answer, dist: Distribution) -> bool:
     from twine.commands.upload import skip_upload
 
-    return skip_upload(response, skip_existing=True, package=dist.package)
+    # It reads a response's status_code, reason and text: an _Answer has the three.
+    return skip_upload(cast("requests.Response", answer), skip_existing=True, package=dist.package)
+
+
+def _changed(dist: Distribution, *, attested: bool) -> FileChanged:
+    return FileChanged(
+        f"{md_code(dist.display)} changed after it was hashed and checked: its bytes no longer "
+        f"have the sha256 {md_code(dist.sha256)} that was checked"
+        + (" and attested" if attested else "")
+        + ". The upload was cut off before its last bytes, so the index did not take the "
+        "changed file.",
+        fix="Something wrote to `packages-dir` while this step ran (another step or process, "
+        "a second download of the artifact). Make sure nothing touches the distributions "
+        "during the upload, build them again if needed, and re-run the job; files already on "
+        "the index are recognised and not uploaded twice.",
+        file=dist.display,
+    )
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The index's answer to an upload, its page cut at MAX_ANSWER_BYTES."""
+
+    status_code: int
+    reason: str
+    headers: Mapping[str, str]
+    text: str
+
+
+def _answer(response: requests.Response) -> _Answer:
+    """What the upload's answer says, read no further than MAX_ANSWER_BYTES.
+
+    Closing the response drops its connection when the page goes on past the cap; an
+    answer read to its end leaves the connection to the pool, for the next upload.
+    """
+    page = bytearray()
+    with response:
+        try:
+            # Decoded in bounded steps (urllib3 caps each step's output), should an index
+            # compress the page although the request asked it not to.
+            for piece in response.iter_content(ANSWER_STEP):
+                page += piece
+                if len(page) >= MAX_ANSWER_BYTES:
+                    break
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            # Broken off: as when sending, another attempt may get through.
+            raise requests.ConnectionError("the answer was broken off") from None
+    return _Answer(
+        response.status_code,
+        response.reason or "",
+        response.headers,
+        page[:MAX_ANSWER_BYTES].decode("utf-8", errors="replace"),
+    )
+
+
+class _Changed(Exception):
+    """The file's bytes are not those that were hashed. Not an OSError, so neither urllib3
+    nor requests takes it for a network failure to retry: it ends the request as it is."""
+
+
+class _Hashed:
+    """The file's content as the form reads it: the `size` bytes that were hashed, hashed
+    again on their way out.
+
+    The last block is handed over only once the digest matches what was hashed, checked and
+    attested; otherwise (or when the file ends early) `_Changed` ends the request before its
+    last bytes, so no index gets a complete request to store the changed file from, whether
+    it checks the digests (as PyPI does) or not. Each block is hashed in `side` while it is
+    being sent, as dists.py hashes beside reading (hashlib and the socket both release the
+    GIL): with a core to spare, the check adds no time to the upload.
+    """
+
+    def __init__(self, file: BinaryIO, size: int, sha256: str, side: Executor) -> None:
+        self._file = file
+        self._left = size
+        self._sha256 = sha256
+        self._hash = hashlib.sha256()
+        self._side = side
+        self._hashing: Future[None] | None = None
+
+    @property
+    def len(self) -> int:
+        """Bytes still to send: how requests_toolbelt sizes a part and knows it is done."""
+        return self._left
+
+    def read(self, amount: int = -1) -> bytes:
+        wanted = self._left if amount < 0 else min(amount, self._left)
+        block = self._file.read(wanted)
+        if self._hashing is not None:
+            self._hashing.result()
+        self._hashing = self._side.submit(self._hash.update, block)
+        self._left -= len(block)
+        if len(block) < wanted:
+            raise _Changed  # shorter than when it was hashed
+        if self._left == 0:
+            self._hashing.result()
+            if self._hash.hexdigest() != self._sha256:
+                raise _Changed
+        return block
 
 
 class _Speed:
@@ -294,26 +409,29 @@ class _Session:
         self.auth = _TokenAuth(self.credential, self.speed)
         self._repository.session.auth = self.auth
 
-    def upload(self, dist: Distribution) -> requests.Response:
+    def upload(self, dist: Distribution) -> _Answer:
         """One POST of the file, as twine's `Repository.upload` makes it, less its printing
         (which would share stdout with the workflow commands of other threads) and its
-        progress bar."""
+        progress bar; the file's bytes checked against its sha256 as they go (`_Hashed`),
+        and the answer read only as far as MAX_ANSWER_BYTES."""
         package = dist.package
         fields = self._repository._convert_metadata_to_list_of_tuples(package.metadata_dictionary())
         fields += [(":action", "file_upload"), ("protocol_version", "1")]
-        with open(package.filename, "rb") as content:
+        with open(package.filename, "rb") as file, ThreadPoolExecutor(1, "sha256") as side:
+            content = _Hashed(file, dist.size, dist.sha256, side)
             fields.append(("content", (package.basefilename, content, "application/octet-stream")))
             body = requests_toolbelt.MultipartEncoder(fields)
             response: requests.Response = self._repository.session.post(
                 self.url,
                 data=body,
                 allow_redirects=False,
-                headers={"Content-Type": body.content_type},
+                stream=True,
+                headers={"Content-Type": body.content_type, "Accept-Encoding": "identity"},
                 # Per request, or requests would prefer os.environ's REQUESTS_CA_BUNDLE to the
                 # CA of the environment the run was handed.
                 verify=self.ca_file or True,
             )
-        return response
+            return _answer(response)
 
     def close(self) -> None:
         self._repository.close()

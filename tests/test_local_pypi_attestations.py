@@ -148,7 +148,7 @@ def test_sigstore_faults_and_latency_are_the_indexs(signing: LocalIndex, tmp_pat
         ("rekor", 502),
         ("rekor", 201),
     ]
-    assert "Sigstore (Rekor): attempt 1 failed (HTTP 502 Bad Gateway)" in reporter.text()
+    assert 'Sigstore (Rekor): attempt 1 failed ("HTTP 502 Bad Gateway")' in reporter.text()
     assert index.sigstore.entries == 1
 
 

@@ -419,6 +419,50 @@ def test_a_huge_body_is_generated_as_it_is_sent(index: LocalIndex, kind: str) ->
         assert small.text.endswith("</body></html>\n")
 
 
+def test_a_huge_body_of_undeclared_length_ends_when_the_connection_closes(
+    index: LocalIndex,
+) -> None:
+    size = 8 * 1024 * 1024 + 3
+    index.faults("simple", Fault.huge(size, declared=False))
+
+    with (
+        https_client(index, timeout=30) as client,
+        client.stream("GET", "/simple/sample-project/") as answer,
+    ):
+        received = sum(len(chunk) for chunk in answer.iter_raw())
+
+    assert "Content-Length" not in answer.headers
+    assert received == size
+
+
+def test_a_huge_page_opens_with_its_heading(index: LocalIndex) -> None:
+    heading = "Package 'x' <already> exists!"
+    index.faults("upload", Fault.huge(100_000, "html", 400, heading=heading))
+
+    with https_client(index, timeout=30) as client:
+        answer = client.post("/legacy/")
+
+    assert (answer.status_code, len(answer.content)) == (400, 100_000)
+    assert answer.text.startswith(
+        "<!DOCTYPE html><html><body>\n<h1>Package &#x27;x&#x27; &lt;already&gt; exists!</h1>\n"
+    )
+    assert answer.text.endswith("</body></html>\n")
+
+
+def test_a_cut_answer_ends_short_of_its_length(index: LocalIndex) -> None:
+    index.faults("upload", Fault.cut(400, 10_000, after_bytes=100))
+
+    with (
+        https_client(index, timeout=30) as client,
+        client.stream("POST", "/legacy/") as answer,
+        pytest.raises(httpx.RemoteProtocolError, match="received 100 bytes, expected 10000"),
+    ):
+        answer.read()
+
+    assert (answer.status_code, answer.headers["Content-Length"]) == (400, "10000")
+    assert index.log == [("upload", "POST", "/legacy/", 400)]
+
+
 def test_a_reason_phrase_goes_out_raw_control_characters_included(index: LocalIndex) -> None:
     reason = "File already exists ##[stop-commands]x\r::add-mask::y"
     index.faults("upload", Fault.status(400, reason), Fault.status(400, reason))

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
+import requests
 
 from oidc_publish.errors import IndexUnreachable, Level
 from oidc_publish.network import (
@@ -23,6 +24,7 @@ from oidc_publish.network import (
     UntrustedRedirect,
     parse_retry_after,
     persist,
+    raise_for_transient,
     retrying,
     send,
 )
@@ -226,6 +228,41 @@ def test_a_command_in_a_reason_phrase_reaches_the_log_neutralised(
     assert f"##{BREAK}[stop-commands]x" in text
     assert not any(line.startswith(("::stop-commands", " ::stop")) for line in text.splitlines())
     assert "::stop-commands::y" in text
+
+
+def test_a_line_break_in_a_reason_phrase_stays_inside_its_retry_line(
+    index: LocalIndex, journal: Journal
+) -> None:
+    # httpx refuses such a status line; `requests` (the upload's client, twine's) keeps the
+    # line break in `reason`, and the upload raises it as it comes (raise_for_transient).
+    reason = "Service Unavailable\r::error::forged"
+    index.faults("audience", *[Fault.status(503, reason, headers={"Retry-After": "0"})] * 2)
+
+    def attempt() -> int:
+        answer = requests.get(audience_url(index), verify=str(index.ca_pem), timeout=PATIENCE)
+        raise_for_transient(answer.status_code, answer.reason, answer.headers)
+        return answer.status_code
+
+    status = persist(
+        attempt,
+        RetryPolicy(sleep=Sleeps(), clock=Clock(0.0)),
+        journal,
+        label="the audience endpoint",
+        what="The audience endpoint",
+        fix="Re-run.",
+    )
+
+    assert status == 200
+    shown = "Service Unavailable\\r::error::forged"
+    assert journal.text().splitlines() == [
+        f'the audience endpoint: Attempt {n} failed ("HTTP 503 {shown}"); retrying in 0.0s.'
+        for n in (1, 2)
+    ]
+    # The notices keep the summary's form: a code span, on one line.
+    assert [d.message for d in journal.diagnostics] == [
+        f"Attempt {n} failed (`HTTP 503 Service Unavailable ::error::forged`); retrying in 0.0s."
+        for n in (1, 2)
+    ]
 
 
 def test_a_retry_after_that_is_not_ascii_digits_falls_back_to_backoff(

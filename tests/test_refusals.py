@@ -12,6 +12,17 @@ from tests.localindex import pypi
 from tests.localindex.oidc import Publisher
 
 WHEEL = "sample_project-1.0.0-py3-none-any.whl"
+# PyPI's two size limits, in warehouse's words (forklift/legacy.py).
+FILE_TOO_LARGE = (
+    "File too large. Limit for project 'sample-project' is 100 MB. "
+    "See https://docs.pypi.org/project-management/storage-limits"
+    "#requesting-a-file-size-limit-increase for more information"
+)
+PROJECT_TOO_LARGE = (
+    "Project size too large. Limit for project 'sample-project' total size is 10 GB. "
+    "See https://docs.pypi.org/project-management/storage-limits"
+    "#requesting-a-project-size-limit-increase for more information"
+)
 
 
 def scoped_token_reason() -> str:
@@ -33,13 +44,8 @@ def scoped_token_reason() -> str:
             "Filename previously used",
             "post-release",
         ),
-        (
-            400,
-            "File too large. Limit for project 'sample-project' is 100 MB. "
-            "See https://docs.pypi.org/project-management/storage-limits#requesting-a-file-size-limit-increase",
-            "File too large",
-            "limit-request",
-        ),
+        (400, FILE_TOO_LARGE, "File too large", "limit-request-file"),
+        (400, PROJECT_TOO_LARGE, "Project too large", "project size increase"),
         (400, pypi.RELEASE_TOO_OLD, "Release too old for new files", "new version"),
         (
             403,
@@ -111,3 +117,23 @@ def test_a_minted_token_refused_for_a_project_names_it_and_where_to_add_the_publ
     ) in diagnostic.fix
     assert "pending publisher at https://pypi.org/manage/account/publishing/" in diagnostic.fix
     assert "one run at a time" in diagnostic.fix
+
+
+def test_each_size_limit_gets_its_own_fix() -> None:
+    [project] = upload_refusal(
+        Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", 400, PROJECT_TOO_LARGE
+    ).diagnostics()
+    [file] = upload_refusal(
+        Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", 400, FILE_TOO_LARGE
+    ).diagnostics()
+
+    # The project's total: delete old files, or ask for more room where PyPI's message says.
+    assert "Delete old releases or files" in project.fix
+    assert "#requesting-a-project-size-limit-increase" in project.fix
+    assert "smaller" not in project.fix
+    assert "limit-request-file" not in project.fix
+    # One file: make it smaller, or ask for a higher limit per file.
+    assert "Make the file smaller" in file.fix
+    assert "limit-request-file" in file.fix
+    assert "Delete" not in file.fix
+    assert "project-size" not in file.fix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from tests.conftest import Run
@@ -11,6 +12,17 @@ from tests.localindex.server import Fault, LocalIndex
 from tests.summary import results
 
 UNAVAILABLE = Fault.status(503, "Service Unavailable", headers={"Retry-After": "0"})
+GIB = 1024**3
+# An interpreter that runs the action as its only child, then writes the child's peak
+# resident memory (KiB, as Linux counts it) to a file.
+MEASURED_PYTHON = """\
+#!{python}
+import resource, subprocess, sys
+status = subprocess.call([{python!r}, *sys.argv[1:]])
+with open({report!r}, "w") as handle:
+    handle.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(status)
+"""
 
 
 def test_transient_upload_failures_are_retried(
@@ -153,3 +165,25 @@ def test_an_expired_api_token_is_an_error_not_a_loop(
     [error] = [a for a in result.annotations if a.level == "error"]
     assert error.title == "Upload token expired"
     assert index.count("upload") == 1
+
+
+def test_a_refusal_with_a_gib_page_fails_the_file_in_bounded_memory(
+    index: LocalIndex, workspace: Path, run: Run, tmp_path: Path
+) -> None:
+    wheel, sdist = make_release(workspace)
+    index.faults("upload", Fault.huge(GIB, "html", 400))
+    report = tmp_path / "peak-rss-kib"
+    python = tmp_path / "measured-python"
+    python.write_text(MEASURED_PYTHON.format(python=sys.executable, report=str(report)))
+    python.chmod(0o755)
+
+    result = run({"attestations": "false"}, python=str(python))
+
+    assert result.returncode == 1
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "Upload refused"
+    assert error.file == f"dist/{wheel.name}"
+    assert "HTTP 400 `Bad Request`" in error.message
+    assert results(result.summary) == {wheel.name: "failed", sdist.name: "not uploaded"}
+    # The whole run, interpreter and libraries included, stays far below the page's size.
+    assert int(report.read_text()) * 1024 < 150_000_000

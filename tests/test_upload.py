@@ -10,16 +10,18 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+import tracemalloc
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 
 from oidc_publish.credentials import ApiToken, Credential, TrustedPublishing
 from oidc_publish.dists import Distribution
-from oidc_publish.errors import ActionError, Level, UploadRejected
+from oidc_publish.errors import ActionError, FileChanged, Level, UploadRejected
 from oidc_publish.index_urls import Index
 from oidc_publish.outcomes import FileResult, Outcome
 from oidc_publish.reconcile import Reconciler
@@ -41,10 +43,16 @@ from tests.inprocess import (
     uploaded,
 )
 from tests.localindex.dists import BROKEN_RST, DEFAULT_DESCRIPTION, make_sdist, make_wheel, sha256
-from tests.localindex.server import LocalIndex
+from tests.localindex.server import Fault, LocalIndex
+
+T = TypeVar("T")
 
 TAGS = ("py3-none-any", "py310-none-any", "py311-none-any", "py312-none-any")
 EXPIRED = "Invalid API Token: token is expired"
+GIB = 1024**3
+# What an upload may allocate while its answer is a GiB: far above what reading a page
+# takes, far below the GiB, and within the 150 MB of memory a run is allowed over its own.
+MEMORY_BOUND = 32 * 1024 * 1024
 
 
 @dataclass
@@ -186,6 +194,18 @@ def test_one_renewal_serves_every_worker_when_the_token_nears_expiry(rig: Rig) -
     assert rig.index.files() == on_index(dists)
 
 
+def peak_memory(work: Callable[[], T]) -> tuple[T, int]:
+    """`work()`'s result, and the most memory it held at once (every thread's allocations
+    counted, the index's own included)."""
+    tracemalloc.start()
+    try:
+        done = work()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return done, peak
+
+
 def test_an_expired_token_refused_under_several_workers_is_minted_again_once(rig: Rig) -> None:
     dists = rig.release()
     publishing = rig.trusted_publishing()
@@ -207,6 +227,14 @@ def test_an_expired_token_refused_under_several_workers_is_minted_again_once(rig
     assert rig.index.files() == on_index(dists)
     # The retry after a renewal does not wait.
     assert rig.sleeps.waits == [0.0] * 4
+    # The log says what happened: one token minted, four uploads retried with it.
+    lines = rig.reporter.lines
+    assert [line for line in lines if "Minted" in line] == [
+        "Minted a new upload token: the index refused the last as expired."
+    ]
+    retried = [line for line in lines if "retrying with the renewed token" in line]
+    assert sorted(line.split(": ")[0] for line in retried) == sorted(names(dists[1:]))
+    assert "minted a new one" not in rig.reporter.text()
 
 
 def test_a_503_on_one_file_is_retried_while_the_others_go_up(rig: Rig) -> None:
@@ -225,6 +253,19 @@ def test_a_503_on_one_file_is_retried_while_the_others_go_up(rig: Rig) -> None:
     assert "HTTP 503" in notice.message
     assert f"{retried}: Attempt 1 failed" in rig.reporter.text()
     assert rig.sleeps.waits == [0.0]
+
+
+def test_an_answer_broken_off_midway_is_retried(rig: Rig) -> None:
+    wheel = rig.release()[0]
+    rig.index.faults("upload", Fault.cut(400, 10_000, after_bytes=100))
+
+    results = rig.uploader(rig.api_token(), workers=1).upload_all([wheel])
+
+    assert [r.outcome for r in results] == [Outcome.UPLOADED]
+    assert rig.index.files() == on_index([wheel])
+    [notice] = [d for d in rig.reporter.diagnostics if d.level is Level.NOTICE]
+    assert notice.title == f"Retrying {wheel.filename}"
+    assert "ConnectionError" in notice.message
 
 
 def test_a_refused_file_stops_the_uploads_not_yet_started(rig: Rig) -> None:
@@ -276,6 +317,94 @@ def test_after_a_refusal_the_results_say_what_is_on_the_index(rig: Rig) -> None:
     # Whatever else got through, the results say exactly which files are on the index.
     assert rig.index.files() == on_index([r.dist for r in results if r.outcome.on_index])
     assert {r.outcome for r in results[3:]} <= {Outcome.UPLOADED, Outcome.NOT_ATTEMPTED}
+
+
+def test_a_refusal_with_a_gib_page_is_read_no_further_than_its_reason(rig: Rig) -> None:
+    wheel = rig.release()[0]
+    rig.index.faults("upload", Fault.huge(GIB, "html", 400))
+    uploader = rig.uploader(rig.api_token(), workers=1)
+
+    def refused() -> UploadRejected:
+        with pytest.raises(UploadRejected) as caught:
+            uploader.upload_all([wheel])
+        return caught.value
+
+    error, peak = peak_memory(refused)
+
+    assert peak < MEMORY_BOUND, f"{peak} bytes allocated"
+    assert error.file == f"dist/{wheel.filename}"
+    assert f"refused `{wheel.filename}`: HTTP 400 `Bad Request`" in error.message
+    assert [r.outcome for r in error.results] == [Outcome.FAILED]
+    assert rig.index.count("upload") == 1
+    assert rig.index.files() == {}
+
+
+def test_already_exists_atop_a_gib_page_is_still_recognised(rig: Rig) -> None:
+    # As pypiserver answers twine: "400 Bad Request", the reason in the page.
+    rig.index.mode = "pypiserver"
+    wheel = rig.release()[0]
+    rig.index.add_file(wheel.path)
+    heading = f"Package {wheel.filename!r} already exists!"
+    rig.index.faults("upload", Fault.huge(GIB, "html", 400, heading=heading))
+    uploader = rig.uploader(rig.api_token(), workers=1)
+
+    results, peak = peak_memory(lambda: uploader.upload_all([wheel]))
+
+    assert peak < MEMORY_BOUND, f"{peak} bytes allocated"
+    assert [r.outcome for r in results] == [Outcome.LISTED]
+    assert rig.index.files() == on_index([wheel])
+
+
+def rewrite(path: Path) -> None:
+    """Other bytes in the file, its size unchanged: as a build writing over it would."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-1000])
+
+
+@pytest.mark.parametrize("change", [rewrite, truncate], ids=["rewritten", "truncated"])
+def test_a_file_changed_after_hashing_is_refused_by_name_not_published(
+    rig: Rig, change: Callable[[Path], None]
+) -> None:
+    # pypiserver stores what it is sent, checking no digest.
+    rig.index.mode = "pypiserver"
+    first, changed, *_ = rig.release()
+    change(changed.path)
+
+    with pytest.raises(FileChanged) as caught:
+        rig.uploader(rig.api_token(), workers=1).upload_all([first, changed])
+
+    error = caught.value
+    assert error.file == f"dist/{changed.filename}"
+    assert f"`dist/{changed.filename}` changed after it was hashed" in error.message
+    assert changed.sha256 in error.message
+    assert "did not take the changed file" in error.message
+    assert [(r.dist.filename, r.outcome) for r in error.results] == [
+        (first.filename, Outcome.UPLOADED),
+        (changed.filename, Outcome.FAILED),
+    ]
+    # The request was cut off before its end, so nothing of the changed file was stored.
+    assert rig.index.files() == on_index([first])
+    assert rig.index.count("upload") == 1
+    assert f"{changed.filename}: uploaded" not in rig.reporter.text()
+
+
+def test_bytes_appended_after_hashing_are_not_sent(rig: Rig) -> None:
+    rig.index.mode = "pypiserver"
+    wheel = rig.release()[0]
+    with wheel.path.open("ab") as file:
+        file.write(b"appended after the file was checked")
+
+    results = rig.uploader(rig.api_token(), workers=1).upload_all([wheel])
+
+    assert [r.outcome for r in results] == [Outcome.UPLOADED]
+    # What the index holds is what was hashed, checked and reported.
+    assert rig.index.files() == {wheel.filename: wheel.sha256}
 
 
 def test_files_already_there_are_judged_by_their_hash(rig: Rig) -> None:

@@ -45,16 +45,20 @@ SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 class Fault:
     """A scripted misbehaviour, acted out instead of one normal answer."""
 
-    action: Literal["status", "reset", "delay", "drip", "huge", "redirect"]
+    action: Literal["status", "reset", "delay", "drip", "huge", "cut", "redirect"]
     code: int = 200
     reason: str = ""
     body: bytes = b""
+    """status: the body; huge: the HTML page's first line."""
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = HTML
     after_bytes: int = 0
     seconds: float = 0.0
     size: int = 0
-    """drip, huge: the body's length in bytes."""
+    """drip, huge, cut: the body's length in bytes."""
+    declared: bool = True
+    """huge: the length goes out as Content-Length; if not, the body ends when the
+    connection closes, and only a client that counts what it reads can stop early."""
     location: str | None = None
     """redirect: the target path (with query), or None for the request's own."""
 
@@ -101,11 +105,43 @@ class Fault:
         return cls("drip", code, phrase(code), content_type=content_type, seconds=every, size=size)
 
     @classmethod
-    def huge(cls, size: int, kind: Literal["json", "html"] = "json", code: int = 200) -> Fault:
+    def huge(
+        cls,
+        size: int,
+        kind: Literal["json", "html"] = "json",
+        code: int = 200,
+        *,
+        declared: bool = True,
+        heading: str = "",
+    ) -> Fault:
         """A `size`-byte body generated while it is sent (never held whole): a JSON object
-        or an HTML page, well formed if read to the end, typed as the simple API types it."""
+        or an HTML page, well formed if read to the end, typed as the simple API types it.
+        `declared=False` sends no Content-Length.
+
+        `heading` opens an HTML page, as an index's error page says what went wrong
+        ("Package ... already exists!") before whatever follows."""
+        if heading and kind != "html":
+            raise ValueError("only an HTML page has a heading")
         content_type = SIMPLE_JSON if kind == "json" else HTML
-        return cls("huge", code, phrase(code), content_type=content_type, size=size)
+        lead = f"<h1>{html.escape(heading)}</h1>\n".encode() if heading else b""
+        return cls(
+            "huge",
+            code,
+            phrase(code),
+            lead,
+            content_type=content_type,
+            size=size,
+            declared=declared,
+        )
+
+    @classmethod
+    def cut(cls, code: int, size: int, after_bytes: int) -> Fault:
+        """Answer `code` with Content-Length `size`, and close the connection once
+        `after_bytes` of the page are sent: an answer broken off after the request was read.
+
+        Closed as a server going away closes it (not a reset, which could overtake the
+        headers), so the client reads the headers and those bytes, then the end."""
+        return cls("cut", code, phrase(code), after_bytes=after_bytes, size=size)
 
     @classmethod
     def redirect(cls, code: int = 302, location: str | None = None) -> Fault:
@@ -223,8 +259,11 @@ class Exchange:
             case "drip":
                 return self.stream(fault.code, fault.content_type, fault.size, _drip(self, fault))
             case "huge":
-                body = _generated(fault.size, fault.content_type == SIMPLE_JSON)
-                return self.stream(fault.code, fault.content_type, fault.size, body)
+                body = _generated(fault.size, fault.content_type == SIMPLE_JSON, fault.body)
+                length = fault.size if fault.declared else None
+                return self.stream(fault.code, fault.content_type, length, body)
+            case "cut":
+                return self.stream(fault.code, fault.content_type, fault.size, _cut(fault))
             case "redirect":
                 query = self.environ.get("QUERY_STRING")
                 target = fault.location or self.path + (f"?{query}" if query else "")
@@ -260,14 +299,12 @@ class Exchange:
         return [body]
 
     def stream(
-        self, code: int, content_type: str, length: int, chunks: Iterator[bytes]
+        self, code: int, content_type: str, length: int | None, chunks: Iterator[bytes]
     ) -> Iterator[bytes]:
-        """Headers at once (with Content-Length `length`), then `chunks` as they come."""
+        """Headers at once (with Content-Length `length`, if any), then `chunks` as they come."""
         self.read_body()
-        self.start_response(
-            f"{code} {phrase(code)}",
-            [("Content-Type", content_type), ("Content-Length", str(length))],
-        )
+        declared = [] if length is None else [("Content-Length", str(length))]
+        self.start_response(f"{code} {phrase(code)}", [("Content-Type", content_type), *declared])
         # An empty first piece makes wsgiref send the headers before the body is ready.
         yield b""
         yield from chunks
@@ -337,13 +374,19 @@ def _drip(ex: Exchange, fault: Fault) -> Iterator[bytes]:
         yield b"{" if number == 0 else b" "
 
 
-def _generated(size: int, json_body: bool) -> Iterator[bytes]:
-    """`size` bytes of a JSON object or an HTML page, made a chunk at a time."""
+def _cut(fault: Fault) -> Iterator[bytes]:
+    yield b"x" * fault.after_bytes
+    raise Dropped  # the handler ends, and the server closes the connection
+
+
+def _generated(size: int, json_body: bool, lead: bytes = b"") -> Iterator[bytes]:
+    """`size` bytes of a JSON object or an HTML page (opening with `lead`), made a chunk at
+    a time."""
     if json_body:
         head, filler, tail = b'{"meta": {"api-version": "1.4"}, "padding": "', b"x" * 64, b'"}'
     else:
         head, filler, tail = (
-            b"<!DOCTYPE html><html><body>\n",
+            b"<!DOCTYPE html><html><body>\n" + lead,
             b'<a href="x">x</a>\n',
             b"</body></html>\n",
         )
