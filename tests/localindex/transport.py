@@ -10,6 +10,7 @@ Nothing here knows PyPI: see pypi.py for its rules and server.py for the routes.
 from __future__ import annotations
 
 import html
+import io
 import json
 import socket
 import ssl
@@ -31,7 +32,16 @@ if TYPE_CHECKING:
 
     from _typeshed import OptExcInfo
 
-__all__ = ["Dropped", "Exchange", "Fault", "HttpsServer", "LogEntry", "Requests", "phrase"]
+__all__ = [
+    "Dropped",
+    "Exchange",
+    "Fault",
+    "HttpsServer",
+    "LogEntry",
+    "Received",
+    "Requests",
+    "phrase",
+]
 
 _CHUNK = 64 * 1024
 _CONNECTION = "localindex.connection"
@@ -42,10 +52,23 @@ SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 
 
 @dataclass(frozen=True)
+class Received:
+    """A request as an echo fault sees it: all a server quoting it back could quote."""
+
+    headers: dict[str, str]
+    body: bytes
+
+    def bearer(self) -> str:
+        """The credential of an `Authorization: Bearer` header, "" without one."""
+        scheme, _, credential = self.headers.get("Authorization", "").partition(" ")
+        return credential if scheme.lower() == "bearer" else ""
+
+
+@dataclass(frozen=True)
 class Fault:
     """A scripted misbehaviour, acted out instead of one normal answer."""
 
-    action: Literal["status", "reset", "delay", "drip", "huge", "redirect"]
+    action: Literal["status", "reset", "delay", "drip", "huge", "redirect", "echo"]
     code: int = 200
     reason: str = ""
     body: bytes = b""
@@ -57,6 +80,8 @@ class Fault:
     """drip, huge: the body's length in bytes."""
     location: str | None = None
     """redirect: the target path (with query), or None for the request's own."""
+    answer: Callable[[Received], object] | None = None
+    """echo: the body made of the request (bytes, text, or JSON as an object)."""
 
     @classmethod
     def status(
@@ -79,6 +104,17 @@ class Fault:
             tuple((headers or {}).items()),
             content_type,
         )
+
+    @classmethod
+    def echo(
+        cls,
+        code: int,
+        answer: Callable[[Received], object],
+        content_type: str = "application/json",
+    ) -> Fault:
+        """Answer `code` with a body `answer` makes of the request's headers and body: a
+        server whose error quotes what it was sent (a token, say)."""
+        return cls("echo", code, phrase(code), content_type=content_type, answer=answer)
 
     @classmethod
     def reset(cls, after_bytes: int = 0) -> Fault:
@@ -225,6 +261,16 @@ class Exchange:
             case "huge":
                 body = _generated(fault.size, fault.content_type == SIMPLE_JSON)
                 return self.stream(fault.code, fault.content_type, fault.size, body)
+            case "echo":
+                assert fault.answer is not None
+                received = io.BytesIO()
+                self.read_body(received)
+                answer = fault.answer(Received(self.headers(), received.getvalue()))
+                if isinstance(answer, bytes | str):
+                    quoted = answer.encode() if isinstance(answer, str) else answer
+                else:
+                    quoted = json.dumps(answer).encode()
+                return self.respond(fault.code, fault.reason, quoted, (), fault.content_type)
             case "redirect":
                 query = self.environ.get("QUERY_STRING")
                 target = fault.location or self.path + (f"?{query}" if query else "")
