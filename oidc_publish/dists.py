@@ -28,7 +28,7 @@ from oidc_publish.errors import (
     NoDistributions,
     Problem,
 )
-from oidc_publish.runner import md_code
+from oidc_publish.runner import md_code, shown
 
 if TYPE_CHECKING:
     from twine.package import PackageFile
@@ -80,10 +80,12 @@ class Folder:
     workspace: Path
 
     def display(self, path: Path) -> str:
+        """`path` relative to the workspace, with the bytes of its name that are not UTF-8
+        shown as escapes."""
         try:
-            return str(path.resolve().relative_to(self.workspace.resolve()))
+            return shown(path.resolve().relative_to(self.workspace.resolve()))
         except ValueError:
-            return str(path)
+            return shown(path)
 
     def inside(self, path: Path) -> bool:
         return path.resolve().is_relative_to(self.workspace.resolve())
