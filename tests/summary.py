@@ -65,3 +65,20 @@ def rows(summary: str) -> list[Row]:
 def results(summary: str) -> dict[str, str]:
     """File name -> its result, from the summary's table."""
     return {row.file: row.result for row in rows(summary)}
+
+
+def live_markup(markdown: str) -> list[str]:
+    """Everything in `markdown` that renders as more than text, as a CommonMark renderer
+    with GitHub's tables reads it: each link's and image's target, each piece of raw HTML."""
+    from markdown_it import MarkdownIt
+
+    found = []
+    for block in MarkdownIt("commonmark").enable("table").parse(markdown):
+        for token in [block, *(block.children or [])]:
+            if token.type == "link_open":
+                found.append(str(token.attrs["href"]))
+            elif token.type == "image":
+                found.append(str(token.attrs["src"]))
+            elif token.type in ("html_inline", "html_block"):
+                found.append(token.content)
+    return found
