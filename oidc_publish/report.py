@@ -60,6 +60,11 @@ class Publication:
     results: Sequence[FileResult] = ()
     attestations: str = ""
     """Why files are or are not attested, for the summary; empty when not asked."""
+    no_attestations: str = ""
+    """Why no file carries an attestation, when they were asked for and none were made."""
+    github_verify: str = ""
+    """The command that checks a downloaded file against GitHub's attestation store, once
+    any file's attestation is stored there."""
     installable_after: float | None = None
     waited_for_index: bool = False
 
@@ -217,6 +222,9 @@ def render_outputs(publication: Publication) -> dict[str, str]:
             # than an index's file URL.
             "url": r.url if r.url.startswith("https://") and len(r.url) <= URL_MAX_CHARS else "",
             "attested": r.attested,
+            "github-attestation": r.github_attestation
+            if r.github_attestation.startswith("https://")
+            else "",
         }
         for r in on_index
     ]
@@ -240,6 +248,14 @@ def render_summary(
         lines += [f"Release: {release.url}", ""]
     if publication.attestations:
         lines += [publication.attestations, ""]
+    if publication.github_verify:
+        lines += [
+            "Files linked to GitHub below have their attestation in GitHub's attestation store "
+            "too; to verify a downloaded one:",
+            "",
+            md_code(publication.github_verify),
+            "",
+        ]
     if publication.waited_for_index:
         waited = publication.installable_after
         lines += [
@@ -250,10 +266,10 @@ def render_summary(
         ]
     if publication.results:
         lines += ["| File | Size | SHA-256 | Attested | Result |", "|---|---|---|---|---|"]
+        index = release.index_name if release else "the index"
         for r in publication.results:
             name = md_link(r.dist.filename, r.url)
-            provenance = md_url(r.provenance)
-            attested = (f"[✅]({provenance})" if provenance else "✅") if r.attested else "—"
+            attested = _attested(r, index)
             lines.append(
                 f"| {name} | {_size(r.dist.size)} | `{r.dist.sha256}` | {attested} | {r.outcome} |"
             )
@@ -263,6 +279,15 @@ def render_summary(
     for diagnostic in diagnostics:
         lines += _section(diagnostic)
     return "\n".join(lines) + "\n"
+
+
+def _attested(result: FileResult, index: str) -> str:
+    """✅ and a link to each place that shows the file's attestation: the index, GitHub."""
+    if not result.attested:
+        return "—"
+    places = ((index, result.provenance), ("GitHub", result.github_attestation))
+    links = [f"[{md_text(where)}]({safe})" for where, url in places if (safe := md_url(url))]
+    return f"✅ {' · '.join(links)}" if links else "✅"
 
 
 def _headline(publication: Publication, failed: bool) -> str:

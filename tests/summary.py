@@ -17,6 +17,8 @@ class Row:
     size: str
     sha256: str
     attested: bool
+    attestation_links: dict[str, str]
+    """Where the file's attestation is shown ("GitHub", the index's name) -> the link."""
     result: str
 
 
@@ -56,8 +58,20 @@ def rows(summary: str) -> list[Row]:
         name, size, sha, attested, result = line
         linked = re.fullmatch(r"\[(.+)\]\((\S+)\)", name)
         span, link = (linked.group(1), linked.group(2)) if linked else (name, None)
+        links = {
+            where.replace("\\", ""): url
+            for where, url in re.findall(r"\[([^\]]+)\]\((\S+?)\)", attested)
+        }
         found.append(
-            Row(code_span_text(span), link, size, code_span_text(sha), attested == "✅", result)
+            Row(
+                code_span_text(span),
+                link,
+                size,
+                code_span_text(sha),
+                attested.startswith("✅"),
+                links,
+                result,
+            )
         )
     return found
 

@@ -28,7 +28,7 @@ from oidc_publish.outcomes import FileResult, Outcome
 from oidc_publish.report import Publication, Release, Reporter, render_outputs, render_summary
 from oidc_publish.runner import RunnerContext, md_code
 from tests.localindex.runner import parse_commands, parse_outputs
-from tests.summary import code_span_text, live_markup, table_lines
+from tests.summary import code_span_text, live_markup, rows, table_lines
 
 HOSTILE_NAME = "evil`x``|<img src=x onerror=alert(1)>|[a](javascript:x)-1.0-py3-none-any.whl"
 RELEASE = Release("sample-project", "1.0.0", "PyPI", "https://pypi.org/project/x/1.0.0/")
@@ -124,7 +124,13 @@ def test_a_file_the_listing_vouches_for_says_so_and_counts_as_published(tmp_path
     [row] = table_lines(summary)[2:]
     assert row[4] == "already on the index (its listing shows this sha256)"
     assert json.loads(outputs["files"]) == [
-        {"name": listed.filename, "sha256": "a" * 64, "url": url, "attested": False}
+        {
+            "name": listed.filename,
+            "sha256": "a" * 64,
+            "url": url,
+            "attested": False,
+            "github-attestation": "",
+        }
     ]
     assert outputs["release-url"] == RELEASE.url
 
@@ -396,3 +402,41 @@ def test_a_name_with_undecodable_bytes_is_shown_escaped_in_summary_outputs_and_l
     files = json.loads(parse_outputs((tmp_path / "output").read_text())["files"])
     assert [f["name"] for f in files] == [escaped]
     assert stdout.getvalue().splitlines()[0] == f"{escaped}: uploaded"
+
+
+def test_each_attestation_is_linked_where_it_is_and_the_verify_command_printed(
+    tmp_path: Path,
+) -> None:
+    names = ["a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl", "c-1.0-py3-none-any.whl"]
+    github = [
+        "https://github.com/octo-org/x/attestations/7",
+        "javascript:alert(1)",
+        "",
+    ]
+    publication = Publication(
+        release=RELEASE,
+        results=[
+            FileResult(
+                dist(tmp_path, name),
+                Outcome.UPLOADED,
+                attested=True,
+                provenance=f"https://pypi.org/integrity/x/1.0/{name}/provenance",
+                github_attestation=url,
+            )
+            for name, url in zip(names, github, strict=True)
+        ],
+        github_verify="gh attestation verify a`b --repo octo-org/x",
+    )
+
+    summary = render_summary(publication, [], failed=False)
+    files = json.loads(render_outputs(publication)["files"])
+
+    shown = {row.file: row.attestation_links for row in rows(summary)}
+    assert shown == {
+        names[0]: {"PyPI": publication.results[0].provenance, "GitHub": github[0]},
+        names[1]: {"PyPI": publication.results[1].provenance},
+        names[2]: {"PyPI": publication.results[2].provenance},
+    }
+    assert [f["github-attestation"] for f in files] == [github[0], "", ""]
+    assert "javascript:" not in summary
+    assert "``gh attestation verify a`b --repo octo-org/x``" in summary
