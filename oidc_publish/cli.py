@@ -98,9 +98,7 @@ def publish(
     identity = world.identity or ask_early(github_identity_token(reporter), environ)
     from oidc_publish.inputs import Inputs
 
-    inputs = Inputs.from_env(environ)
-    if inputs.password is not None:
-        reporter.mask(inputs.password.get_secret_value())
+    inputs = Inputs.from_env(environ, mask=reporter.mask)
     reporter.verbose = inputs.verbose
     publication.dry_run = inputs.dry_run
 
@@ -169,6 +167,17 @@ def publish(
         reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
         if inputs.dry_run:
             publication.results = reconciler.rehearse(dists)
+            _store_on_github(
+                inputs,
+                publication,
+                {},
+                environ=environ,
+                context=context,
+                reporter=reporter,
+                http=http,
+                policy=policy,
+                world=world,
+            )
             return
         attestations = signing.result() if signing else {}
         uploader = Uploader(
@@ -182,6 +191,17 @@ def publish(
         with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
             results = uploader.publish(releases, attestations)
         publication.results = reconciler.with_urls(results)
+        _store_on_github(
+            inputs,
+            publication,
+            attestations,
+            environ=environ,
+            context=context,
+            reporter=reporter,
+            http=http,
+            policy=policy,
+            world=world,
+        )
         if inputs.wait_until_installable:
             _wait_until_installable(holdings, publication, reporter, world)
     finally:
@@ -206,6 +226,38 @@ def _check_names(
         _read(inputs, context, index, paths, reporter)
     if inputs.verify_tag:
         check_tag(context.ref, named, debug=reporter.debug)
+
+
+def _store_on_github(
+    inputs: Inputs,
+    publication: Publication,
+    attestations: dict[str, dict[str, Any]],
+    *,
+    environ: Mapping[str, str],
+    context: RunnerContext,
+    reporter: Reporter,
+    http: httpx.Client,
+    policy: RetryPolicy,
+    world: World,
+) -> None:
+    """The attestations the index took, stored in GitHub's attestation store too, when asked;
+    whatever happens there is reported and leaves the exit code alone."""
+    if not inputs.github_attestations or inputs.github_token is None:
+        return
+    from oidc_publish.github_attestations import store_release
+
+    store_release(
+        publication,
+        attestations,
+        unsigned=publication.no_attestations if inputs.attestations else "`attestations: false`",
+        token=inputs.github_token.get_secret_value(),
+        environ=environ,
+        context=context,
+        http=http,
+        policy=policy,
+        reporter=reporter,
+        wall=world.wall,
+    )
 
 
 def _make_client(
@@ -283,6 +335,7 @@ def _start_signing(
         why_not = "PyPI accepts attestations only with trusted publishing, not an API token"
     elif not (index.is_pypi or index.is_testpypi or environ.get(TRUST_CONFIG_VARIABLE)):
         why_not = f"{index.display_name} is not PyPI or TestPyPI, which verify them"
+    publication.no_attestations = why_not or ""
     if inputs.dry_run:
         publication.attestations = (
             f"Dry run: no attestations would be made: {why_not}."
@@ -327,6 +380,7 @@ def _sign(
     if claims is not None and claims.is_reusable_workflow:
         reporter.add(reusable_workflow_attestations(claims))
         publication.attestations = "No attestations: this job runs in a reusable workflow."
+        publication.no_attestations = "this job runs in a reusable workflow"
         return {}
     unused = [first]
 

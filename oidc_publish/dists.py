@@ -29,6 +29,7 @@ from oidc_publish.errors import (
     Problem,
 )
 from oidc_publish.runner import md_code
+from oidc_publish.runner import shown as shown_name  # `shown` names a display here
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -168,10 +169,12 @@ class Folder:
     workspace: Path
 
     def display(self, path: Path) -> str:
+        """`path` relative to the workspace, with the bytes of its name that are not UTF-8
+        shown as escapes."""
         try:
-            return str(path.resolve().relative_to(self.workspace.resolve()))
+            return shown_name(path.resolve().relative_to(self.workspace.resolve()))
         except ValueError:
-            return str(path)
+            return shown_name(path)
 
     def inside(self, path: Path) -> bool:
         return path.resolve().is_relative_to(self.workspace.resolve())
@@ -519,6 +522,20 @@ def _check_filename(dist: Distribution, pypi_rules: bool) -> list[Problem]:
 
     rebuild = "Rebuild with a current build backend (`python -m build`); do not rename built files."
     shown = dist.display
+    try:
+        dist.filename.encode("utf-8")
+    except UnicodeEncodeError:
+        # packaging reads such bytes into a wheel's tags without complaint; the upload's
+        # form could not carry the name.
+        return [
+            Problem(
+                "Invalid distribution filename",
+                f"{md_code(dist.filename)} has bytes in its name that are not UTF-8, "
+                "which no index takes in a file name.",
+                rebuild,
+                shown,
+            )
+        ]
     try:
         if dist.kind == WHEEL:
             name, version, _, tags = parse_wheel_filename(dist.filename)

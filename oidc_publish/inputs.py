@@ -8,7 +8,7 @@ replaces.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from pydantic import (
@@ -58,6 +58,9 @@ class Inputs(BaseModel):
     dry_run: Flag = Field(False, alias="dry-run")
     verify_tag: Flag = Field(True, alias="verify-tag")
     wait_until_installable: Flag = Field(False, alias="wait-until-installable")
+    github_attestations: Flag = Field(False, alias="github-attestations")
+    github_token: SecretStr | None = Field(None, alias="github-token")
+    """action.yml's default is `${{ github.token }}`, which the runner fills in."""
 
     @field_validator("password")
     @classmethod
@@ -73,12 +76,28 @@ class Inputs(BaseModel):
                 ) from None
         return value
 
+    @field_validator("github_token")
+    @classmethod
+    def _bearer(cls, value: SecretStr | None) -> SecretStr | None:
+        # A bearer token is one word of visible ASCII; anything else cannot be sent as one.
+        token = "" if value is None else value.get_secret_value()
+        if token and not (token.isascii() and token.isprintable() and " " not in token):
+            raise ValueError(
+                "it is not a token: a GitHub token is one word of plain ASCII (check that "
+                "the secret holds the token and nothing else)"
+            )
+        return value
+
     @property
     def trusted_publishing(self) -> bool:
         return self.password is None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Inputs:
+    def from_env(
+        cls, environ: Mapping[str, str], mask: Callable[[str], None] = lambda _: None
+    ) -> Inputs:
+        """The inputs; `mask` is handed each token among them before anything else happens
+        (one the action refuses is never repeated, not even to be masked)."""
         values: dict[str, Any] = {}
         for name, field in cls.model_fields.items():
             public = field.alias or name
@@ -99,9 +118,19 @@ class Inputs(BaseModel):
         if url is not None:
             _check_repository_url(url)
         try:
-            return cls.model_validate(values)
+            inputs = cls.model_validate(values)
         except ValidationError as error:
             raise _input_error(error) from None
+        for secret in (inputs.password, inputs.github_token):
+            if secret is not None:
+                mask(secret.get_secret_value())
+        if inputs.github_attestations and inputs.github_token is None:
+            raise InvalidInput(
+                "Input `github-attestations` is true, but `github-token` is empty.",
+                fix="Leave `github-token` out (it defaults to the job's own token), or give it a "
+                "token that may write the repository's attestations.",
+            )
+        return inputs
 
 
 def _check_repository_url(url: str) -> None:

@@ -32,3 +32,5 @@ class FileResult:
     attested: bool = False
     provenance: str = ""
     """Where the index shows the file's attestation (PyPI's Integrity API), when known."""
+    github_attestation: str = ""
+    """Where GitHub's attestation store shows the same attestation, once stored there."""

@@ -3,25 +3,36 @@
 During the run the reporter writes the log (lines, debug lines, masks, groups) and collects
 diagnostics; at the end `finish` renders them once: annotations within GitHub's limits, the
 step summary, the outputs. Steps never print or exit on their own.
+
+Whatever the text came from, a value given to `mask` never reaches any of these (its writer's
+`clean` scrubs each), and untrusted text longer than a few hundred characters is cut in the
+summary and the annotations and logged whole. Rendering never loses the result: a surface
+that cannot be written is named in a warning, and the log says what is on the index.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from oidc_publish.errors import ActionError, Diagnostic, Level
 from oidc_publish.runner import (
     ANNOTATIONS_PER_LEVEL,
+    SPAN_MAX_CHARS,
+    URL_MAX_CHARS,
     RunnerContext,
     WorkflowCommands,
+    cap_code_spans,
     md_code,
     md_link,
     md_text,
+    md_url,
+    shown,
     write_outputs,
     write_summary,
 )
@@ -63,6 +74,11 @@ class Publication:
     results: Sequence[FileResult] = ()
     attestations: str = ""
     """Why files are or are not attested, for the summary; empty when not asked."""
+    no_attestations: str = ""
+    """Why no file carries an attestation, when they were asked for and none were made."""
+    github_verify: str = ""
+    """The command that checks a downloaded file against GitHub's attestation store, once
+    any file's attestation is stored there."""
     installable_after: float | None = None
     waited_for_index: bool = False
 
@@ -108,12 +124,78 @@ class Reporter:
             return list(self._diagnostics)
 
     def finish(self, publication: Publication, error: ActionError | None) -> int:
+        """Annotations, summary and outputs, each written or named in a warning; returns
+        the exit code, which is the publication's whatever the rendering does."""
         diagnostics = self.diagnostics + (error.diagnostics() if error else [])
-        self._annotate(diagnostics)
-        summary = render_summary(publication, diagnostics, failed=bool(error))
-        write_summary(self.context.summary_path, summary)
-        write_outputs(self.context.output_path, render_outputs(publication))
+        failed = bool(error)
+        surfaces: list[tuple[str, Callable[[], None]]] = [
+            ("annotations", lambda: self._annotate([self._shortened(d) for d in diagnostics])),
+            ("step summary", lambda: self._write_summary(publication, diagnostics, failed)),
+            ("outputs", lambda: self._write_outputs(publication)),
+        ]
+        unwritten = [(what, problem) for what, write in surfaces if (problem := _attempt(write))]
+        if unwritten:
+            self._say_plainly(publication, unwritten)
         return 1 if error else 0
+
+    def _write_summary(
+        self, publication: Publication, diagnostics: Sequence[Diagnostic], failed: bool
+    ) -> None:
+        shortened = [self._shortened(d, log=False) for d in diagnostics]
+        summary = render_summary(publication, shortened, failed=failed)
+        write_summary(self.context.summary_path, self._console.clean(summary))
+
+    def _write_outputs(self, publication: Publication) -> None:
+        outputs = render_outputs(publication)
+        cleaned = {name: self._console.clean(value) for name, value in outputs.items()}
+        write_outputs(self.context.output_path, cleaned)
+
+    def _shortened(self, diagnostic: Diagnostic, *, log: bool = True) -> Diagnostic:
+        """`diagnostic` with its long code spans cut; the whole text goes to the log once.
+
+        Masked values are scrubbed first, so no cut can leave a piece of one.
+        """
+        clean = self._console.clean
+        whole = dataclasses.replace(
+            diagnostic,
+            message=clean(diagnostic.message),
+            fix=clean(diagnostic.fix),
+            details=clean(diagnostic.details),
+        )
+        short = dataclasses.replace(
+            whole,
+            message=cap_code_spans(whole.message),
+            fix=cap_code_spans(whole.fix),
+            details=cap_code_spans(whole.details),
+        )
+        if short == whole:
+            return whole
+        if log:
+            fix = f"Fix: {whole.fix}" if whole.fix else ""
+            texts = filter(None, (whole.message, fix, whole.details))
+            self.log(f"{whole.title}, in full:\n" + "\n".join(texts))
+        note = " (Shortened; the log has the full text.)"
+        return dataclasses.replace(short, message=short.message + note)
+
+    def _say_plainly(self, publication: Publication, unwritten: Sequence[tuple[str, str]]) -> None:
+        """What is on the index, as plain log lines, when the report could not say it."""
+        on_index = [r for r in publication.results if r.outcome.on_index]
+        lines = [f"{r.dist.display}: on the index, sha256 {r.dist.sha256}" for r in on_index]
+        warnings = [
+            Diagnostic(
+                Level.WARNING,
+                f"The {what} could not be written",
+                f"Writing the {what} failed ({problem}). The log lists each file on the "
+                "index with its sha256; the run's result stands.",
+            )
+            for what, problem in unwritten
+        ]
+        # The last resort: a log that cannot be written leaves nothing to tell.
+        with contextlib.suppress(Exception):
+            for line in lines or ["No file of this run is on the index."]:
+                self.log(line)
+            for warning in warnings:
+                self._console.annotate(warning)
 
     def _annotate(self, diagnostics: Sequence[Diagnostic]) -> None:
         for level in Level:
@@ -135,17 +217,30 @@ class Reporter:
                 self._console.annotate(diagnostic)
 
 
+def _attempt(write: Callable[[], None]) -> str:
+    """Runs `write`; what went wrong, or "" when nothing did."""
+    try:
+        write()
+    except Exception as error:  # a report that fails must not lose the result
+        return f"{type(error).__name__}: {error}"[:SPAN_MAX_CHARS]
+    return ""
+
+
 def render_outputs(publication: Publication) -> dict[str, str]:
     on_index = [r for r in publication.results if r.outcome.on_index]
     files = [
         {
             "project": r.dist.name,
             "version": r.dist.version,
-            "name": r.dist.filename,
+            "name": shown(r.dist.filename),
             "sha256": r.dist.sha256,
-            # Only https:// addresses from the index reach a workflow.
-            "url": r.url if r.url.startswith("https://") else "",
+            # Only https:// addresses from the index reach a workflow, and none longer
+            # than an index's file URL.
+            "url": r.url if r.url.startswith("https://") and len(r.url) <= URL_MAX_CHARS else "",
             "attested": r.attested,
+            "github-attestation": r.github_attestation
+            if r.github_attestation.startswith("https://")
+            else "",
         }
         for r in on_index
     ]
@@ -167,7 +262,7 @@ def render_outputs(publication: Publication) -> dict[str, str]:
 
 
 def _https(url: str | None) -> str:
-    return url if url and url.startswith("https://") else ""
+    return url if url and url.startswith("https://") and len(url) <= URL_MAX_CHARS else ""
 
 
 def render_summary(
@@ -180,6 +275,14 @@ def render_summary(
         lines += [f"Release: {single.url}", ""]
     if publication.attestations:
         lines += [publication.attestations, ""]
+    if publication.github_verify:
+        lines += [
+            "Files linked to GitHub below have their attestation in GitHub's attestation store "
+            "too; to verify a downloaded one:",
+            "",
+            md_code(publication.github_verify),
+            "",
+        ]
     if publication.waited_for_index:
         waited = publication.installable_after
         lines += [
@@ -188,13 +291,14 @@ def render_summary(
             else "Not yet listed by the index when the wait ended; see the warning below.",
             "",
         ]
+    index = publication.index_name or "the index"
     if publication.results and len(releases) > 1:
         for release in releases:
             results = [r for r in publication.results if release.holds(r)]
             lines += [_release_line(release, results, publication.dry_run), ""]
-            lines += [*_table(results), ""]
+            lines += [*_table(results, index), ""]
     elif publication.results:
-        lines += [*_table(publication.results), ""]
+        lines += [*_table(publication.results, index), ""]
     if publication.results and failed:
         lines += [_what_is_where(publication), ""]
     for diagnostic in diagnostics:
@@ -202,15 +306,11 @@ def render_summary(
     return "\n".join(lines) + "\n"
 
 
-def _table(results: Sequence[FileResult]) -> list[str]:
+def _table(results: Sequence[FileResult], index: str) -> list[str]:
     lines = ["| File | Size | SHA-256 | Attested | Result |", "|---|---|---|---|---|"]
     for r in results:
         name = md_link(r.dist.filename, r.url)
-        attested = (
-            (f"[✅]({r.provenance})" if r.provenance.startswith("https://") else "✅")
-            if r.attested
-            else "—"
-        )
+        attested = _attested(r, index)
         lines.append(
             f"| {name} | {_size(r.dist.size)} | `{r.dist.sha256}` | {attested} | {r.outcome} |"
         )
@@ -235,6 +335,15 @@ def _release_line(release: Release, results: Sequence[FileResult], dry_run: bool
     if release.url and state not in ("untouched", "rehearsed"):
         line += f" ({md_link(release.url, release.url)})"
     return line
+
+
+def _attested(result: FileResult, index: str) -> str:
+    """✅ and a link to each place that shows the file's attestation: the index, GitHub."""
+    if not result.attested:
+        return "—"
+    places = ((index, result.provenance), ("GitHub", result.github_attestation))
+    links = [f"[{md_text(where)}]({safe})" for where, url in places if (safe := md_url(url))]
+    return f"✅ {' · '.join(links)}" if links else "✅"
 
 
 def _headline(publication: Publication, failed: bool) -> str:

@@ -2,9 +2,10 @@
 
 Reading: the event, the ref, the permission to request an identity token, the server.
 Writing: workflow commands on stdout, the step summary and the outputs file. Escaping lives
-here and nowhere else: every line goes through `neutralise`, every command through
-`WorkflowCommands._command`, every untrusted value in Markdown through `md_code`, and in a
-log line through `log_quoted`.
+here and nowhere else: every text written goes through `WorkflowCommands.clean` (masked
+values out, undecodable bytes shown), every line through `neutralise`, every command through
+`WorkflowCommands._command`, every untrusted value in Markdown through `md_code` and in a log
+line through `log_quoted`, and the summary's cut through `fit_summary`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import secrets
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TextIO
 
 from oidc_publish.errors import Diagnostic
@@ -27,6 +28,12 @@ ANNOTATIONS_PER_LEVEL = 10
 ANNOTATION_MAX_CHARS = 4096
 # A step summary over 1 MiB is dropped whole; keep well clear of it.
 SUMMARY_MAX_BYTES = 1024 * 1024 - 64 * 1024
+# Untrusted text (a server's reason, a message) in the summary or an annotation: longer
+# code spans are cut there, and the log has them whole.
+SPAN_MAX_CHARS = 300
+# A link or output URL longer than any index's file URL is shown as text, never linked.
+URL_MAX_CHARS = 2048
+MASKED = "***"
 # The event file is the runner's, but a push event can still list thousands of commits.
 EVENT_MAX_BYTES = 16 * 1024 * 1024
 
@@ -35,6 +42,11 @@ EVENT_MAX_BYTES = 16 * 1024 * 1024
 # reader sees; the runner does not count it as white space.
 _BREAK = "\u200b"
 _LINE_COMMAND = re.compile(r"^(\s*)::")
+# Python reads the bytes of a file name that are not UTF-8 as lone surrogates, which no
+# file, stream or JSON reader downstream accepts.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BACKTICKS = re.compile(r"`+")
+_SPAN_OR_ESCAPE = re.compile(r"\\[!-/:-@\[-`{-~]|`+")
 
 
 @dataclass(frozen=True)
@@ -152,42 +164,155 @@ def _printable(char: str) -> str:
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def shown(value: str | PurePath) -> str:
+    """A name or text as it can be written anywhere: each byte of a file name that is not
+    UTF-8 (a lone surrogate to Python) as a visible `\\xff` escape."""
+    return _SURROGATE.sub(_escaped_surrogate, str(value))
+
+
+def _escaped_surrogate(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
 def md_code(value: str) -> str:
     """Untrusted text as a Markdown code span: shown literally, in prose or a table cell.
 
     Inside a code span Markdown and HTML are inert; the fence is longer than any run of
     backticks in the value, and `|` is escaped because GitHub splits table cells first.
     """
-    flat = " ".join(value.replace("\r", "\n").split("\n"))
-    longest = max((len(run) for run in re.findall(r"`+", flat)), default=0)
+    flat = " ".join(shown(value).replace("\r", "\n").split("\n"))
+    longest = max((len(run) for run in _BACKTICKS.findall(flat)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if flat.startswith("`") or flat.endswith("`") or not flat.strip() else ""
     return f"{fence}{pad}{flat}{pad}{fence}".replace("|", "\\|")
 
 
+def cap_code_spans(markdown: str, limit: int = SPAN_MAX_CHARS) -> str:
+    """`markdown` with each code span longer than `limit` characters cut there, ending "…".
+
+    Spans are found as CommonMark finds them: a run of backticks that no backslash escapes
+    opens one, closed by the next run of the same length; a run never closed is text.
+    """
+    pieces: list[str] = []
+    copied = position = 0
+    while found := _SPAN_OR_ESCAPE.search(markdown, position):
+        position = found.end()
+        if found.group().startswith("\\"):
+            continue
+        fence = found.group()
+        closing = next(
+            (run for run in _BACKTICKS.finditer(markdown, position) if run.group() == fence),
+            None,
+        )
+        if closing is None:
+            continue
+        inner = markdown[position : closing.start()]
+        if inner.startswith(" ") and inner.endswith(" ") and inner.strip():
+            inner = inner[1:-1]
+        text = inner.replace("\\|", "|")
+        if len(text) > limit:
+            pieces += [markdown[copied : found.start()], md_code(text[:limit] + "…")]
+            copied = closing.end()
+        position = closing.end()
+    return "".join(pieces) + markdown[copied:] if pieces else markdown
+
+
 def md_text(value: str) -> str:
     """Untrusted text as Markdown prose: every character that could mark something up is
     escaped, so it reads as written."""
-    flat = " ".join(value.replace("\r", "\n").split("\n"))
+    flat = " ".join(shown(value).replace("\r", "\n").split("\n"))
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", flat)
 
 
 def md_link(text: str, url: str) -> str:
     """A link whose text is untrusted and whose URL is https:// (else the text alone)."""
-    if not url.startswith("https://"):
-        return md_code(text)
-    safe = "".join(
-        c if c.isascii() and c.isprintable() and c not in " ()<>|`" else _pct(c) for c in url
+    safe = md_url(url)
+    return f"[{md_code(text)}]({safe})" if safe else md_code(text)
+
+
+def md_url(url: str) -> str | None:
+    """An https:// URL as a link target nothing in it can end; None for any other URL, or
+    one too long to be an index's."""
+    if not url.startswith("https://") or len(url) > URL_MAX_CHARS:
+        return None
+    return _url_text(url)
+
+
+def _url_text(text: str) -> str:
+    return "".join(
+        c if c.isascii() and c.isprintable() and c not in " ()<>|`" else _pct(c) for c in text
     )
-    return f"[{md_code(text)}]({safe})"
 
 
 def _pct(char: str) -> str:
-    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8"))
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+class Secrets:
+    """The values masked for the job, and the one rule that keeps them out of everything
+    the action writes: `scrub`.
+
+    A value is masked whole and line by line (the runner matches line by line), and in
+    the forms the action's own writing gives it: JSON-escaped, in a code span, as prose, in
+    a link, with undecodable bytes shown.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._parts: set[str] = set()
+        self._forms: tuple[str, ...] = ()
+
+    def add(self, secret: str) -> list[str]:
+        """Registers `secret`; returns the parts the runner has not been told to mask."""
+        parts = [secret, *secret.replace("\r", "\n").split("\n")]
+        with self._lock:
+            new = [p for p in dict.fromkeys(parts) if p.strip() and p not in self._parts]
+            self._parts.update(new)
+            forms = {form for part in new for form in _forms(part)}
+            self._forms = tuple(forms.union(self._forms))
+        return new
+
+    def scrub(self, text: str) -> str:
+        """`text` with every masked value replaced by `***`; values that overlap or touch
+        become one `***`, so no piece of either is left."""
+        found: list[tuple[int, int]] = []
+        for form in self._forms:
+            start = text.find(form)
+            while start >= 0:
+                found.append((start, start + len(form)))
+                start = text.find(form, start + 1)
+        if not found:
+            return text
+        merged: list[list[int]] = []
+        for start, end in sorted(found):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        pieces, copied = [], 0
+        for start, end in merged:
+            pieces += [text[copied:start], MASKED]
+            copied = end
+        return "".join(pieces) + text[copied:]
+
+
+def _forms(part: str) -> set[str]:
+    forms = {
+        part,
+        shown(part),
+        json.dumps(part)[1:-1],
+        json.dumps(part, ensure_ascii=False)[1:-1],
+        shown(part).replace("|", "\\|"),
+        md_text(part),
+        _url_text(part),
+    }
+    return {form for form in forms if form.strip()}
 
 
 class WorkflowCommands:
-    """Writes to the runner's log: plain lines and workflow commands, each whole.
+    """Writes to the runner's log: plain lines and workflow commands, each whole, each
+    cleaned by `clean` before it is escaped.
 
     Threads share it (uploads run in parallel), so each write holds a lock and ends with a
     newline: no two lines interleave.
@@ -196,6 +321,12 @@ class WorkflowCommands:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self.secrets = Secrets()
+
+    def clean(self, text: str) -> str:
+        """The one rule for everything the action writes, log or not: masked values out,
+        undecodable bytes shown."""
+        return shown(self.secrets.scrub(text))
 
     def _write(self, lines: list[str]) -> None:
         with self._lock:
@@ -210,19 +341,18 @@ class WorkflowCommands:
         self._write([f"::{head}::{escape_data(message)}"])
 
     def line(self, text: str) -> None:
-        self._write(neutralise(text))
+        self._write(neutralise(self.clean(text)))
 
     def mask(self, secret: str) -> None:
         """Masks `secret` whole, and each of its lines: the runner matches line by line."""
-        parts = [secret, *secret.replace("\r", "\n").split("\n")]
-        for part in dict.fromkeys(p for p in parts if p.strip()):
-            self._command("add-mask", part)
+        for part in self.secrets.add(secret):
+            self._command("add-mask", shown(part))
 
     def debug(self, text: str) -> None:
-        self._command("debug", text)
+        self._command("debug", self.clean(text))
 
     def group(self, title: str) -> None:
-        self._command("group", title)
+        self._command("group", self.clean(title))
 
     def endgroup(self) -> None:
         self._command("endgroup", "")
@@ -231,9 +361,11 @@ class WorkflowCommands:
         text = diagnostic.message
         if diagnostic.fix:
             text = f"{text}\n\nFix: {diagnostic.fix}"
+        text = self.clean(text)
         if len(text) > ANNOTATION_MAX_CHARS:
             text = text[: ANNOTATION_MAX_CHARS - 40] + "\n… (the step summary has the rest)"
-        self._command(str(diagnostic.level), text, title=diagnostic.title, file=diagnostic.file)
+        file = self.clean(diagnostic.file) if diagnostic.file else None
+        self._command(str(diagnostic.level), text, title=self.clean(diagnostic.title), file=file)
 
 
 def write_outputs(path: Path | None, outputs: Mapping[str, str]) -> None:
@@ -249,9 +381,36 @@ def write_outputs(path: Path | None, outputs: Mapping[str, str]) -> None:
 def write_summary(path: Path | None, markdown: str) -> None:
     if path is None:
         return
-    data = markdown.encode("utf-8")
-    if len(data) > SUMMARY_MAX_BYTES:
-        cut = data[:SUMMARY_MAX_BYTES].decode("utf-8", errors="ignore")
-        markdown = cut + "\n\n*The summary was cut to stay under GitHub's 1 MiB limit.*\n"
     with path.open("a", encoding="utf-8") as handle:
-        handle.write(markdown)
+        handle.write(fit_summary(markdown))
+
+
+_CUT_NOTE = (
+    "*The summary was cut to stay under GitHub's 1 MiB limit; the log has each file's result.*\n"
+)
+
+
+def fit_summary(markdown: str, limit: int = SUMMARY_MAX_BYTES) -> str:
+    """`markdown`, or as many of its first blocks as fit in `limit` bytes with a note.
+
+    The cut falls after a blank line or between two table rows, outside any fenced code
+    block: never inside a paragraph, a span or a link, where the rest would render as
+    live Markdown.
+    """
+    if len(markdown.encode("utf-8")) <= limit:
+        return markdown
+    budget = limit - len(_CUT_NOTE.encode("utf-8")) - 2
+    lines = markdown.split("\n")
+    kept = used = 0
+    fenced = False
+    for number, line in enumerate(lines):
+        used += len(line.encode("utf-8")) + 1
+        if used > budget:
+            break
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        after = lines[number + 1] if number + 1 < len(lines) else ""
+        if not fenced and (not line.strip() or (line.startswith("|") and after.startswith("|"))):
+            kept = number + 1
+    head = "\n".join(lines[:kept]).rstrip("\n")
+    return f"{head}\n\n{_CUT_NOTE}" if head else _CUT_NOTE

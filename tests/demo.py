@@ -1,11 +1,12 @@
 """`./dev demo`: publish a sample package to a local index through trusted publishing.
 
 Starts the local HTTPS index the tests use (PyPI's trusted-publishing endpoints, upload checks
-and attestation verification, GitHub's identity-token endpoint and a Sigstore of its own
-emulated, pypiserver for storage), builds a sample wheel and sdist, runs entrypoint.py exactly
-as GitHub's runner would, with its PEP 740 attestations signed against the local Sigstore,
-then installs the package back from the index with pip. Prints what a maintainer would see:
-the job log, the step summary, the outputs.
+and attestation verification, GitHub's identity-token endpoint and attestation store and a
+Sigstore of its own emulated, pypiserver for storage), builds a sample wheel and sdist, runs
+entrypoint.py exactly as GitHub's runner would, with its PEP 740 attestations signed against
+the local Sigstore and stored in GitHub's store too, then installs the package back from the
+index with pip. Prints what a maintainer would see: the job log, the step summary, the
+outputs.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main() -> int:
         make_sdist(workspace / "dist", "sample-project", "1.0.0")
         print(f"Local index: {index.url} (upload {index.upload_url})\n")
 
-        result = run_action(index, workspace, sigstore=True)
+        result = run_action(index, workspace, {"github-attestations": "true"}, sigstore=True)
 
         print("── job log " + "─" * 60)
         print(result.log())

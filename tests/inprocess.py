@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -29,6 +29,7 @@ from oidc_publish.report import Reporter
 from oidc_publish.runner import RunnerContext
 from tests.localindex import clients, identity
 from tests.localindex.dists import sha256
+from tests.localindex.runner import github_env, input_env
 from tests.localindex.server import Fault, LocalIndex
 
 # Far longer than any wait a passing test makes; a broken one fails instead of hanging.
@@ -128,6 +129,28 @@ class FakeTime:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+
+
+def runner_environ(index: LocalIndex, workspace: Path, inputs: Mapping[str, str]) -> dict[str, str]:
+    """The environment the runner hands the action, for `cli.main` in-process: the job's
+    variables, its outputs and summary files beside `workspace`, the index's CA, GitHub's
+    identity-token variables and API (the index), and the inputs over action.yml's
+    defaults, `github-token` a GITHUB_TOKEN the index issued."""
+    return {
+        **github_env(),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_WORKSPACE": str(workspace),
+        "GITHUB_OUTPUT": str(workspace.parent / "outputs"),
+        "GITHUB_STEP_SUMMARY": str(workspace.parent / "summary"),
+        "GITHUB_API_URL": index.url,
+        "SSL_CERT_FILE": str(index.ca_pem),
+        "REQUESTS_CA_BUNDLE": str(index.ca_pem),
+        "ACTIONS_ID_TOKEN_REQUEST_URL": index.id_token_request_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": index.id_token_request_token,
+        **input_env(
+            {"repository-url": index.upload_url, **inputs}, github_token=index.github_token()
+        ),
+    }
 
 
 def policy(sleeps: Sleeps, **changes: Any) -> RetryPolicy:

@@ -17,6 +17,8 @@ class Row:
     size: str
     sha256: str
     attested: bool
+    attestation_links: dict[str, str]
+    """Where the file's attestation is shown ("GitHub", the index's name) -> the link."""
     result: str
 
 
@@ -55,8 +57,20 @@ def rows(summary: str) -> list[Row]:
         name, size, sha, attested, result = line
         linked = re.fullmatch(r"\[(.+)\]\((\S+)\)", name)
         span, link = (linked.group(1), linked.group(2)) if linked else (name, None)
+        links = {
+            where.replace("\\", ""): url
+            for where, url in re.findall(r"\[([^\]]+)\]\((\S+?)\)", attested)
+        }
         found.append(
-            Row(code_span_text(span), link, size, code_span_text(sha), attested == "✅", result)
+            Row(
+                code_span_text(span),
+                link,
+                size,
+                code_span_text(sha),
+                attested.startswith("✅"),
+                links,
+                result,
+            )
         )
     return found
 
@@ -75,3 +89,20 @@ def releases(summary: str) -> dict[str, str]:
 def results(summary: str) -> dict[str, str]:
     """File name -> its result, from the summary's table."""
     return {row.file: row.result for row in rows(summary)}
+
+
+def live_markup(markdown: str) -> list[str]:
+    """Everything in `markdown` that renders as more than text, as a CommonMark renderer
+    with GitHub's tables reads it: each link's and image's target, each piece of raw HTML."""
+    from markdown_it import MarkdownIt
+
+    found = []
+    for block in MarkdownIt("commonmark").enable("table").parse(markdown):
+        for token in [block, *(block.children or [])]:
+            if token.type == "link_open":
+                found.append(str(token.attrs["href"]))
+            elif token.type == "image":
+                found.append(str(token.attrs["src"]))
+            elif token.type in ("html_inline", "html_block"):
+                found.append(token.content)
+    return found

@@ -11,8 +11,10 @@ from tests.conftest import Run
 from tests.localindex import identity
 from tests.localindex.clients import https_client
 from tests.localindex.dists import make_release, sha256
+from tests.localindex.github_api import gh_attestation_verify
 from tests.localindex.server import Fault, LocalIndex
-from tests.summary import results
+from tests.localindex.sigstore import PUBLISH_V1
+from tests.summary import results, rows
 
 ATTESTATION_REFUSED = (
     "Invalid attestations supplied during upload: Could not verify the uploaded artifact "
@@ -193,3 +195,52 @@ def test_pypis_refusal_of_an_attestation_is_diagnosed(
     assert "Build Config URI" in error.message
     assert "name the calling workflow's file in the publisher" in error.message
     assert results(result.summary)[wheel.name] == "failed"
+
+
+def test_github_attestations_store_every_file_where_gh_attestation_verify_finds_it(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+
+    result = run({"github-attestations": "true"}, sigstore=True)
+
+    assert result.returncode == 0, result.stdout
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    stored = index.github.stored
+    assert len(stored) == 2
+    for bundle, dist in zip(stored, (wheel, sdist), strict=True):
+        gh_attestation_verify(
+            bundle.bundle,
+            trust_config=index.sigstore_trust_config,
+            repository=identity.REPOSITORY,
+            predicate_type=PUBLISH_V1,
+            sha256=sha256(dist),
+        )
+        assert provenance(index, dist.name), "PyPI's copy is gone"
+    base = f"https://github.com/{identity.REPOSITORY}/attestations"
+    files = json.loads(result.outputs["files"])
+    assert [f["github-attestation"] for f in files] == [f"{base}/{s.id}" for s in stored]
+    assert [row.attestation_links["GitHub"] for row in rows(result.summary)] == [
+        f"{base}/{s.id}" for s in stored
+    ]
+    assert f"--repo {identity.REPOSITORY} --predicate-type {PUBLISH_V1}" in result.summary
+    assert not [a for a in result.annotations if a.level != "notice"]
+
+
+def test_github_attestations_without_the_permission_warn_and_leave_the_release_whole(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+    index.github_permissions = {}
+
+    result = run({"github-attestations": "true"}, sigstore=True)
+
+    assert result.returncode == 0, result.stdout
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    assert all(provenance(index, d.name) for d in (wheel, sdist))
+    [warning] = [a for a in result.annotations if a.level == "warning"]
+    assert warning.title == "GitHub's attestation store needs `attestations: write`"
+    assert f"`{wheel.name}`, `{sdist.name}`" in warning.message
+    assert "Add `attestations: write` to the publishing job's `permissions:`" in warning.message
+    assert index.github.stored == []
+    assert [f["github-attestation"] for f in json.loads(result.outputs["files"])] == ["", ""]

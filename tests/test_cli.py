@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 from oidc_publish.cli import World, main
+from tests.inprocess import runner_environ
 from tests.localindex import clients
 from tests.localindex.dists import make_release, sha256
-from tests.localindex.runner import github_env, input_env, parse_commands, parse_outputs
+from tests.localindex.runner import parse_commands, parse_outputs
 from tests.localindex.server import Fault, LocalIndex
 
 
@@ -25,19 +26,7 @@ class Run:
         self.stdout = io.StringIO()
 
     def __call__(self, world: World, **inputs: str) -> int:
-        environ = {
-            **github_env(),
-            "GITHUB_ACTIONS": "true",
-            "GITHUB_WORKSPACE": str(self.workspace),
-            "GITHUB_OUTPUT": str(self.outputs),
-            "GITHUB_STEP_SUMMARY": str(self.summary),
-            "SSL_CERT_FILE": str(self.index.ca_pem),
-            "REQUESTS_CA_BUNDLE": str(self.index.ca_pem),
-            "ACTIONS_ID_TOKEN_REQUEST_URL": self.index.id_token_request_url,
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.index.id_token_request_token,
-            **input_env({"repository-url": self.index.upload_url, **inputs}),
-        }
-        return main(environ, self.stdout, world)
+        return main(runner_environ(self.index, self.workspace, inputs), self.stdout, world)
 
     def annotations(self) -> dict[str, str]:
         found, _ = parse_commands(self.stdout.getvalue().splitlines())

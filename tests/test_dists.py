@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import struct
 import tarfile
 import tracemalloc
@@ -406,6 +407,24 @@ def test_a_description_pypi_would_refuse_is_checked_only_when_asked(workspace: P
 
     assert (problem.title, problem.file) == ("Description does not render", f"dist/{WHEEL}")
     assert [d.filename for r in unchecked for d in r.files] == [WHEEL]
+
+
+def test_a_distribution_whose_name_is_not_utf8_is_refused_with_the_name_shown(
+    workspace: Path,
+) -> None:
+    # packaging takes `any\xff` for a platform tag; the upload's form could not carry it.
+    wheel = make_wheel(workspace / "dist", "sample-project", "1.0.0")
+    odd = Path(
+        os.fsdecode(os.fsencode(wheel.parent) + b"/sample_project-1.0.0-py3-none-any\xff.whl")
+    )
+    wheel.rename(odd)
+
+    [problem] = problems([odd], workspace)
+
+    assert problem.title == "Invalid distribution filename"
+    assert problem.file == "dist/sample_project-1.0.0-py3-none-any\\xff.whl"
+    assert problem.message.startswith("`sample_project-1.0.0-py3-none-any\\xff.whl` has bytes")
+    assert "not UTF-8" in problem.message
 
 
 # Several projects in one folder.

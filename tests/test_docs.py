@@ -42,6 +42,11 @@ def test_every_input_is_read_by_the_code_with_the_same_default() -> None:
     assert set(declared) == set(read)
     for name, spec in declared.items():
         default = read[name].default
+        declared_default = str(spec.get("default", ""))
+        if declared_default.startswith("${{"):
+            # The runner evaluates the expression; the code never sees it unevaluated.
+            assert default is None, name
+            continue
         expected = (
             ""
             if default is None
@@ -49,7 +54,7 @@ def test_every_input_is_read_by_the_code_with_the_same_default() -> None:
             if isinstance(default, bool)
             else default
         )
-        assert spec.get("default", "") == expected, name
+        assert declared_default == expected, name
 
 
 def test_old_spellings_map_to_a_current_input() -> None:

@@ -9,6 +9,7 @@ the action did not mean to write, and that the run ends as a user would expect.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from tests.conftest import Run
 from tests.localindex.dists import make_release, make_sdist, make_wheel, sha256
 from tests.localindex.runner import REGISTERED_COMMANDS, ActionRun, parse_command, split_lines
 from tests.localindex.server import Fault, LocalIndex
-from tests.summary import rows, table_lines
+from tests.localindex.transport import Received
+from tests.summary import live_markup, rows, table_lines
 
 STOP = "##[stop-commands]x"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
@@ -221,3 +223,102 @@ def test_packages_dir_linked_out_of_the_workspace_is_refused_unlisted(
     assert wheel.name not in result.all_text()
     assert sdist.name not in result.all_text()
     assert index.beyond_github() == []
+
+
+def test_an_identity_token_the_mint_endpoint_quotes_back_is_written_nowhere(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    make_release(workspace)
+
+    def quoting(got: Received) -> object:
+        jwt = json.loads(got.body)["token"]
+        refused = {"code": "invalid-publisher", "description": f"no publisher for {jwt}"}
+        return {"message": "Token request failed", "errors": [refused]}
+
+    index.faults("mint", Fault.echo(422, quoting))
+
+    result = run({"attestations": "false"})  # the fixture scans log, summary and outputs
+
+    assert result.returncode == 1
+    assert index.count("mint", 422) == 1
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "PyPI refused the identity token"
+    assert "`invalid-publisher`: `no publisher for ***`" in error.message
+    assert "`no publisher for ***`" in result.summary
+    assert index.count("upload") == 0
+
+
+def test_an_identity_token_fulcio_quotes_back_is_written_nowhere(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    make_release(workspace)
+    index.faults(
+        "fulcio",
+        Fault.echo(
+            401,
+            lambda got: {"code": 16, "message": f"error processing the token {got.bearer()}"},
+        ),
+    )
+
+    result = run(sigstore=True)  # the fixture scans log, summary and outputs
+
+    assert result.returncode == 1
+    assert index.count("fulcio", 401) == 1
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "Sigstore did not sign the release"
+    assert "error processing the token ***" in error.message
+    assert "error processing the token ***" in result.summary
+    assert index.count("upload") == 0
+
+
+def test_a_huge_project_status_reason_is_cut_where_shown_and_renders_as_text(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    make_release(workspace)
+    index.add_file(make_wheel(workspace.parent / "older", "sample-project", "0.9.0"))
+    index.project_status["sample-project"] = "archived"
+    hostile = "`` <img src=https://x/p.png> [link](https://evil) ![i](https://x/i.png)"
+    reason = f"Moved {hostile} " + "z" * 1_000_000 + f" {hostile} end"
+    index.project_status_reason["sample-project"] = reason
+
+    result = run({"attestations": "false"})
+
+    assert result.returncode == 1
+    obeyed_only_its_own_commands(result)
+    no_internal_error(result)
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "The project does not accept uploads"
+    assert len(error.message) < 1000
+    assert "(Shortened; the log has the full text.)" in error.message
+    assert len(result.summary) < 4000
+    assert [link for link in live_markup(result.summary) if "x/" in link or "evil" in link] == []
+    assert "archived" in result.summary
+    assert "…" in result.summary
+    # Whole in the log, once.
+    assert result.log().count(reason) == 1
+    assert index.count("upload") == 0
+
+
+def test_a_stray_file_whose_name_is_not_utf8_leaves_the_release_published(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+    stray = os.path.join(os.fsencode(workspace / "dist"), b"notes-\xff\xfe.txt")
+    with open(stray, "wb") as file:
+        file.write(b"release notes")
+
+    result = run({"attestations": "false"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    no_internal_error(result)
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    assert {row.file: row.result for row in rows(result.summary)} == {
+        wheel.name: "uploaded",
+        sdist.name: "uploaded",
+    }
+    [notice] = [a for a in result.annotations if a.level == "notice"]
+    assert notice.title == "Files that are not distributions were left out"
+    assert "ignored: `notes-\\xff\\xfe.txt`." in notice.message
+    assert "ignored: `notes-\\xff\\xfe.txt`." in result.summary
+    files = json.loads(result.outputs["files"])
+    assert [f["name"] for f in files] == [wheel.name, sdist.name]

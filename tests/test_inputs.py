@@ -139,3 +139,31 @@ def test_a_password_http_cannot_carry_is_an_input_error() -> None:
 def test_a_private_index_url_is_accepted_as_given() -> None:
     url = "https://devpi.example/acme/prod/"
     assert Inputs.from_env({"INPUT_REPOSITORY-URL": url}).repository_url == url
+
+
+def test_secret_inputs_are_handed_to_mask_once_read() -> None:
+    masked: list[str] = []
+
+    inputs = Inputs.from_env(
+        {"INPUT_PASSWORD": " pypi-secret ", "INPUT_GITHUB-TOKEN": "ghs_secret", "INPUT_USER": "u"},
+        mask=masked.append,
+    )
+
+    assert masked == ["pypi-secret", "ghs_secret"]
+    assert "ghs_secret" not in repr(inputs)
+
+
+def test_github_attestations_need_a_github_token() -> None:
+    assert Inputs.from_env({}).github_attestations is False
+    with pytest.raises(InvalidInput) as caught:
+        Inputs.from_env({"INPUT_GITHUB-ATTESTATIONS": "true", "INPUT_GITHUB-TOKEN": " "})
+    assert "`github-token` is empty" in caught.value.message
+    assert "Leave `github-token` out" in caught.value.fix
+
+
+@pytest.mark.parametrize("token", ["ghs_tök", "Bearer ghs_x", "ghs_\x7f"])
+def test_a_github_token_that_is_not_one_word_of_ascii_is_refused_unrepeated(token: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        Inputs.from_env({"INPUT_GITHUB-TOKEN": token})
+    assert "`github-token`" in caught.value.message
+    assert token not in caught.value.message + caught.value.fix

@@ -7,19 +7,28 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from oidc_publish.dists import SDIST, WHEEL, Distribution
-from oidc_publish.errors import Diagnostic, Level, UploadRejected
+from oidc_publish.dists import SDIST, WHEEL, Distribution, Folder
+from oidc_publish.errors import (
+    ActionError,
+    Diagnostic,
+    Level,
+    ProjectNotAcceptingUploads,
+    UploadRejected,
+)
 from oidc_publish.outcomes import FileResult, Outcome
 from oidc_publish.report import Publication, Release, Reporter, render_outputs, render_summary
-from oidc_publish.runner import RunnerContext
+from oidc_publish.runner import RunnerContext, md_code
 from tests.localindex.runner import parse_commands, parse_outputs
-from tests.summary import code_span_text, table_lines
+from tests.summary import code_span_text, live_markup, rows, table_lines
 
 HOSTILE_NAME = "evil`x``|<img src=x onerror=alert(1)>|[a](javascript:x)-1.0-py3-none-any.whl"
 RELEASE = Release("sample-project", "1.0.0", "https://pypi.org/project/x/1.0.0/")
@@ -132,6 +141,7 @@ def test_a_file_the_listing_vouches_for_says_so_and_counts_as_published(tmp_path
             "sha256": "a" * 64,
             "url": url,
             "attested": False,
+            "github-attestation": "",
         }
     ]
     assert outputs["release-url"] == RELEASE.url
@@ -241,3 +251,263 @@ def test_several_releases_are_grouped_each_saying_whether_it_is_whole(tmp_path: 
         ("core", "core-2.0.0-tar.gz"),
         ("core-plugin", "core_plugin-0.3.0-py3-none-any.whl"),
     ]
+
+
+SECRET = 'pypi-s3cr3t|t0k`3n"x\\y'
+
+
+def reporter_in(tmp_path: Path, stdout: io.StringIO) -> Reporter:
+    context = RunnerContext.from_env(
+        {
+            "GITHUB_WORKSPACE": str(tmp_path),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+            "GITHUB_OUTPUT": str(tmp_path / "output"),
+        }
+    )
+    return Reporter(context, stdout)
+
+
+def leaks(text: str) -> bool:
+    """Whether any piece of SECRET shows, whatever escaping or cutting it went through."""
+    return "s3cr" in text or "t0k" in text
+
+
+def placed_in_log(reporter: Reporter, publication: Publication) -> ActionError | None:
+    reporter.log(f"the index said: {SECRET}")
+    return None
+
+
+def placed_in_debug(reporter: Reporter, publication: Publication) -> ActionError | None:
+    reporter.debug(f"POST /legacy/ -> 400 {SECRET}")
+    return None
+
+
+def placed_in_group(reporter: Reporter, publication: Publication) -> ActionError | None:
+    with reporter.group(f"Uploading to {SECRET}"):
+        return None
+
+
+def placed_in_annotation(reporter: Reporter, publication: Publication) -> ActionError | None:
+    reporter.add(
+        Diagnostic(
+            Level.WARNING,
+            f"Retrying {SECRET}",
+            f"The index said {md_code(SECRET)}",
+            fix=f"Check {md_code(SECRET)}",
+            file=f"dist/{SECRET}.whl",
+            details=f"| Claim | Value |\n|---|---|\n| token | {md_code(SECRET)} |",
+        )
+    )
+    return None
+
+
+def placed_in_error(reporter: Reporter, publication: Publication) -> ActionError | None:
+    # Where the summary and the annotation cut the reason, inside the secret.
+    return UploadRejected(
+        f"PyPI refused it: {md_code('x' * 290 + SECRET)}",
+        fix="Read the reason.",
+        file=f"dist/{SECRET}.whl",
+        title=f"Refused {SECRET}",
+    )
+
+
+def placed_in_results(reporter: Reporter, publication: Publication) -> ActionError | None:
+    listed = dist(Path("/w"), f"{SECRET}-1.0-py3-none-any.whl")
+    url = f"https://files.example/{SECRET}.whl"
+    publication.results = [FileResult(listed, Outcome.UPLOADED, url, True, url)]
+    publication.releases = [Release("p", "1.0", f"https://pypi.org/{SECRET}")]
+    return None
+
+
+@pytest.mark.parametrize(
+    ("place", "surfaces"),
+    [
+        (placed_in_log, ["log"]),
+        (placed_in_debug, ["log"]),
+        (placed_in_group, ["log"]),
+        (placed_in_annotation, ["log", "summary"]),
+        (placed_in_error, ["log", "summary"]),
+        (placed_in_results, ["summary", "outputs"]),
+    ],
+    ids=["log", "debug", "group", "annotation", "error", "results"],
+)
+def test_a_masked_value_is_written_nowhere_whatever_the_text_came_from(
+    tmp_path: Path,
+    place: Callable[[Reporter, Publication], ActionError | None],
+    surfaces: list[str],
+) -> None:
+    stdout = io.StringIO()
+    reporter = reporter_in(tmp_path, stdout)
+    reporter.mask(SECRET)
+    publication = Publication()
+
+    reporter.finish(publication, place(reporter, publication))
+
+    written = {
+        "log": "\n".join(
+            line for line in stdout.getvalue().splitlines() if not line.startswith("::add-mask::")
+        ),
+        "summary": (tmp_path / "summary").read_text(),
+        "outputs": (tmp_path / "output").read_text(),
+    }
+    assert [where for where, text in written.items() if leaks(text)] == []
+    # The value was written there, as `***`.
+    assert [where for where in surfaces if "***" not in written[where]] == []
+
+
+def test_untrusted_text_is_cut_in_the_summary_and_annotations_and_logged_whole(
+    tmp_path: Path,
+) -> None:
+    reason = "archived: " + " ".join(
+        ["`x` <img src=https://x/p.png> [link](https://evil) ![i](https://x/i.png)"] * 12_000
+    )
+    stdout = io.StringIO()
+    reporter = reporter_in(tmp_path, stdout)
+    error = ProjectNotAcceptingUploads(
+        f"PyPI marks the project {md_code('sample-project')} as archived: {md_code(reason)}",
+        fix="Unarchive it.",
+    )
+
+    code = reporter.finish(Publication(index_name="PyPI", releases=[RELEASE]), error)
+
+    assert code == 1
+    annotations, _ = parse_commands(stdout.getvalue().splitlines())
+    [annotation] = annotations
+    assert len(annotation.message) < 600
+    assert "`sample-project`" in annotation.message
+    assert annotation.message.endswith(
+        "…`` (Shortened; the log has the full text.)\n\nFix: Unarchive it."
+    )
+    summary = (tmp_path / "summary").read_text()
+    assert len(summary) < 2000
+    assert "…" in summary
+    assert live_markup(summary) == []
+    # The log has the reason once, whole, as the runner shows it.
+    assert stdout.getvalue().count(reason) == 1
+
+
+def test_an_unwritable_summary_loses_neither_the_outputs_nor_the_result(tmp_path: Path) -> None:
+    on_index = dist(tmp_path, "sample_project-1.0.0-py3-none-any.whl")
+    failed = dist(tmp_path, "sample_project-1.0.0.tar.gz", SDIST)
+    publication = Publication(
+        index_name="PyPI",
+        releases=[RELEASE],
+        results=[FileResult(on_index, Outcome.UPLOADED), FileResult(failed, Outcome.FAILED)],
+    )
+    stdout = io.StringIO()
+    context = RunnerContext.from_env(
+        {
+            "GITHUB_WORKSPACE": str(tmp_path),
+            "GITHUB_STEP_SUMMARY": str(tmp_path),  # a folder: IsADirectoryError
+            "GITHUB_OUTPUT": str(tmp_path / "output"),
+        }
+    )
+    error = UploadRejected("refused", fix="fix it", file=failed.display, title="Refused")
+
+    code = Reporter(context, stdout).finish(publication, error)
+
+    assert code == 1
+    log = stdout.getvalue().splitlines()
+    assert f"{on_index.display}: on the index, sha256 {on_index.sha256}" in log
+    assert not [line for line in log if failed.display in line and "on the index" in line]
+    annotations, _ = parse_commands(log)
+    assert [a.title for a in annotations] == ["Refused", "The step summary could not be written"]
+    assert "IsADirectoryError" in annotations[1].message
+    files = json.loads(parse_outputs((tmp_path / "output").read_text())["files"])
+    assert [f["name"] for f in files] == [on_index.filename]
+
+
+def test_a_rendering_that_fails_keeps_the_exit_code_and_says_what_is_on_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("a bug in rendering")
+
+    monkeypatch.setattr("oidc_publish.report.render_summary", broken)
+    monkeypatch.setattr("oidc_publish.report.render_outputs", broken)
+    wheel = dist(tmp_path, "sample_project-1.0.0-py3-none-any.whl")
+    stdout = io.StringIO()
+
+    code = reporter_in(tmp_path, stdout).finish(
+        Publication(
+            index_name="PyPI", releases=[RELEASE], results=[FileResult(wheel, Outcome.UPLOADED)]
+        ),
+        None,
+    )
+
+    assert code == 0
+    log = stdout.getvalue().splitlines()
+    assert f"{wheel.display}: on the index, sha256 {'a' * 64}" in log
+    annotations, _ = parse_commands(log)
+    assert [(a.level, a.title) for a in annotations] == [
+        ("warning", "The step summary could not be written"),
+        ("warning", "The outputs could not be written"),
+    ]
+    assert all("RuntimeError: a bug in rendering" in a.message for a in annotations)
+    assert not (tmp_path / "summary").exists()
+
+
+def test_a_name_with_undecodable_bytes_is_shown_escaped_in_summary_outputs_and_log(
+    tmp_path: Path,
+) -> None:
+    name = os.fsdecode(b"sample_project-1.0.0-py3-none-any\xff.whl")
+    odd = replace(dist(tmp_path, name), display=Folder(tmp_path).display(tmp_path / "dist" / name))
+    stdout = io.StringIO()
+    reporter = reporter_in(tmp_path, stdout)
+    reporter.log(f"{odd.filename}: uploaded")
+
+    code = reporter.finish(
+        Publication(
+            index_name="PyPI", releases=[RELEASE], results=[FileResult(odd, Outcome.UPLOADED)]
+        ),
+        None,
+    )
+
+    assert code == 0
+    escaped = "sample_project-1.0.0-py3-none-any\\xff.whl"
+    assert odd.display == f"dist/{escaped}"
+    assert [row[0] for row in table_lines((tmp_path / "summary").read_text())[2:]] == [
+        f"`{escaped}`"
+    ]
+    files = json.loads(parse_outputs((tmp_path / "output").read_text())["files"])
+    assert [f["name"] for f in files] == [escaped]
+    assert stdout.getvalue().splitlines()[0] == f"{escaped}: uploaded"
+
+
+def test_each_attestation_is_linked_where_it_is_and_the_verify_command_printed(
+    tmp_path: Path,
+) -> None:
+    names = ["a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl", "c-1.0-py3-none-any.whl"]
+    github = [
+        "https://github.com/octo-org/x/attestations/7",
+        "javascript:alert(1)",
+        "",
+    ]
+    publication = Publication(
+        index_name="PyPI",
+        releases=[RELEASE],
+        results=[
+            FileResult(
+                dist(tmp_path, name),
+                Outcome.UPLOADED,
+                attested=True,
+                provenance=f"https://pypi.org/integrity/x/1.0/{name}/provenance",
+                github_attestation=url,
+            )
+            for name, url in zip(names, github, strict=True)
+        ],
+        github_verify="gh attestation verify a`b --repo octo-org/x",
+    )
+
+    summary = render_summary(publication, [], failed=False)
+    files = json.loads(render_outputs(publication)["files"])
+
+    shown = {row.file: row.attestation_links for row in rows(summary)}
+    assert shown == {
+        names[0]: {"PyPI": publication.results[0].provenance, "GitHub": github[0]},
+        names[1]: {"PyPI": publication.results[1].provenance},
+        names[2]: {"PyPI": publication.results[2].provenance},
+    }
+    assert [f["github-attestation"] for f in files] == [github[0], "", ""]
+    assert "javascript:" not in summary
+    assert "``gh attestation verify a`b --repo octo-org/x``" in summary

@@ -4,20 +4,28 @@ data that never becomes a command, and Markdown that shows untrusted text as wri
 from __future__ import annotations
 
 import io
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from oidc_publish.errors import Diagnostic, Level
 from oidc_publish.runner import (
+    Secrets,
     WorkflowCommands,
+    cap_code_spans,
+    fit_summary,
     md_code,
     md_link,
     md_text,
+    shown,
     write_outputs,
     write_summary,
 )
 from tests.localindex.runner import parse_commands, parse_outputs
+from tests.summary import code_span_text, live_markup, table_lines
 
 
 def test_annotation_round_trips_through_the_runners_unescaping() -> None:
@@ -52,9 +60,136 @@ def test_outputs_use_a_heredoc_the_value_cannot_end(tmp_path: Path) -> None:
 
 def test_summary_stays_under_githubs_limit(tmp_path: Path) -> None:
     summary = tmp_path / "summary"
-    write_summary(summary, "x" * (2 * 1024 * 1024))
+    write_summary(summary, "## Published\n\n" + "x" * (2 * 1024 * 1024))
     assert summary.stat().st_size < 1024 * 1024
-    assert "cut" in summary.read_text()
+    assert summary.read_text().startswith("## Published\n\n*The summary was cut")
+
+
+PAYLOAD = "<img src=https://x/p.png> [link](https://evil) ![i](https://x/i.png) <https://x/a>"
+
+
+def test_the_summary_is_cut_between_blocks_never_inside_a_span_or_a_row() -> None:
+    """Wherever the limit falls, what is kept renders no link, image or HTML from the text."""
+    hostile = md_code(f"`{PAYLOAD}` | {PAYLOAD}")
+    blocks = ["## Published", "", "| File | Result |", "|---|---|"]
+    blocks += [f"| {hostile} | [`f{n}.whl`](https://files.example/f{n}.whl) |" for n in range(8)]
+    blocks += [""]
+    for n in range(8):
+        blocks += [f"### Refused ({md_code(f'f{n}.whl')})", "", f"The index said {hostile}.", ""]
+    blocks += ["```yaml", "permissions:", "", f"  note: {PAYLOAD}", "```", "", "Last."]
+    markdown = "\n".join(blocks)
+    ours = {f"https://files.example/f{n}.whl" for n in range(8)}
+    assert set(live_markup(markdown)) == ours  # the page whole renders nothing from the text
+
+    cuts = set()
+    for limit in range(150, len(markdown.encode()), 7):
+        cut = fit_summary(markdown, limit)
+
+        assert len(cut.encode()) <= limit
+        assert set(live_markup(cut)) <= ours, cut
+        # Whole rows only: every row keeps both its cells.
+        assert {len(row) for row in table_lines(cut)} <= {2}
+        kept, note, _ = cut.partition("*The summary was cut")
+        assert note
+        assert markdown.startswith(kept.rstrip("\n"))
+        cuts.add(len(kept))
+    assert len(cuts) > 10  # the cut moved through rows, sections and the fenced block
+
+
+def test_long_code_spans_are_cut_and_stay_spans() -> None:
+    long = "a|b`c" + "x" * 1000
+    escaped = "\\`not a span"
+    markdown = f"Reason {md_code(long)}, file `f.whl`, {escaped} {md_code('y' * 20)}"
+
+    capped = cap_code_spans(markdown, limit=20)
+
+    assert capped == f"Reason {md_code(long[:20] + '…')}, file `f.whl`, {escaped} `{'y' * 20}`"
+    assert code_span_text(md_code(long[:20] + "…")) == long[:20] + "…"
+    assert cap_code_spans(capped, limit=20) == capped
+    assert live_markup(capped) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (b"notes-\xff\xfe.txt", "notes-\\xff\\xfe.txt"),
+        ("café.whl".encode(), "café.whl"),
+        (b"\xe9t\xe9.whl", "\\xe9t\\xe9.whl"),
+    ],
+)
+def test_a_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(
+    name: bytes, expected: str
+) -> None:
+    path = Path(os.fsdecode(name))
+
+    assert shown(path) == shown(path.name) == expected
+    assert md_code(path.name) == f"`{expected}`"
+    shown(path).encode("utf-8")  # writable anywhere
+
+
+def test_masked_values_are_scrubbed_whole_even_where_two_overlap() -> None:
+    masks = Secrets()
+    masks.add("abc-SECRET-one")
+    masks.add("one-OTHER-xyz")
+    masks.add("first-half\nsecond-half")
+
+    assert masks.scrub("<abc-SECRET-one-OTHER-xyz>") == "<***>"
+    assert masks.scrub("abc-SECRET-oneabc-SECRET-one!") == "***!"
+    # Line by line, as the runner masks, and flattened as a code span shows it.
+    assert masks.scrub("got second-half") == "got ***"
+    assert masks.scrub(md_code("first-half\nsecond-half")) == "`*** ***`"
+    assert masks.add("abc-SECRET-one") == []  # the runner is told once
+
+
+@pytest.mark.parametrize(
+    "render",
+    [
+        lambda s: f'{{"url": {json.dumps(s)}}}',
+        md_code,
+        md_text,
+        lambda s: md_link("pkg.whl", f"https://files.example/{s}"),
+        shown,
+    ],
+    ids=["json", "code-span", "prose", "link", "shown"],
+)
+def test_a_masked_value_is_scrubbed_in_every_form_the_action_writes_it(
+    render: Callable[[str], str],
+) -> None:
+    secret = 'pypi-s3cr3t|t0k`3n"x\\y \udcff'
+    masks = Secrets()
+    masks.add(secret)
+
+    written = masks.scrub(render(secret))
+
+    assert "***" in written
+    assert "s3cr3t" not in written
+    assert "t0k" not in written
+
+
+def test_the_writer_scrubs_every_line_and_command_it_writes() -> None:
+    out = io.StringIO()
+    writer = WorkflowCommands(out)
+    writer.mask("pypi-s3cr3t%0A")
+    writer.line("token pypi-s3cr3t%0A")
+    writer.debug("token pypi-s3cr3t%0A")
+    writer.group("token pypi-s3cr3t%0A")
+    writer.annotate(
+        Diagnostic(
+            Level.ERROR,
+            "title pypi-s3cr3t%0A",
+            "message pypi-s3cr3t%0A",
+            "fix pypi-s3cr3t%0A",
+            "dist/pypi-s3cr3t%0A.whl",
+        )
+    )
+
+    [mask, *lines] = out.getvalue().splitlines()
+    assert mask == "::add-mask::pypi-s3cr3t%250A"
+    assert not [line for line in lines if "s3cr3t" in line]
+    [annotation], _ = parse_commands(lines)
+    assert (annotation.title, annotation.file) == ("title ***", "dist/***.whl")
+    assert annotation.message == "message ***\n\nFix: fix ***"
+    assert lines[:3] == ["token ***", "::debug::token ***", "::group::token ***"]
 
 
 HOSTILE = [

@@ -112,7 +112,9 @@ def run_action(
     """Runs the action in `workspace` against `index`.
 
     `inputs` are action inputs by name ("repository-url"), over action.yml's
-    defaults and a repository-url pointing at the index. `env` sets variables last
+    defaults and a repository-url pointing at the index; `${{ github.token }}` is a
+    GITHUB_TOKEN the index issues with its `github_permissions`, and GITHUB_API_URL the
+    index, so GitHub's attestation store is the index's. `env` sets variables last
     (None removes one). `id_token=False` is a job without `id-token: write`.
     `sigstore=True` points the action's signing at the index's local Sigstore
     (OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG); without it, signing would go to Sigstore's
@@ -144,7 +146,11 @@ def run_action(
         # HTTP goes through requests, so this one also lets it reach the local Sigstore.
         "SSL_CERT_FILE": str(index.ca_pem),
         "REQUESTS_CA_BUNDLE": str(index.ca_pem),
-        **input_env({"repository-url": index.upload_url, **(inputs or {})}),
+        "GITHUB_API_URL": index.url,
+        **input_env(
+            {"repository-url": index.upload_url, **(inputs or {})},
+            github_token=index.github_token(),
+        ),
     }
     if id_token:
         environ["ACTIONS_ID_TOKEN_REQUEST_URL"] = index.id_token_request_url
@@ -225,13 +231,22 @@ def default_event() -> dict[str, Any]:
     }
 
 
-def input_env(inputs: Mapping[str, str], action_yml: Path = ACTION_YML) -> dict[str, str]:
-    """`INPUT_*` for every input action.yml declares: its default unless given in `inputs`."""
+def input_env(
+    inputs: Mapping[str, str], action_yml: Path = ACTION_YML, *, github_token: str = ""
+) -> dict[str, str]:
+    """`INPUT_*` for every input action.yml declares: its default unless given in `inputs`.
+
+    The runner evaluates a default's expression; `${{ github.token }}` becomes
+    `github_token` (the job's GITHUB_TOKEN), and any other is refused.
+    """
     declared = yaml.safe_load(action_yml.read_text(encoding="utf-8")).get("inputs") or {}
     unknown = sorted(set(inputs) - set(declared))
     if unknown:
         raise ValueError(f"action.yml declares no input named {unknown}")
-    values = {name: _yaml_text((spec or {}).get("default")) for name, spec in declared.items()}
+    values = {
+        name: _evaluated(_yaml_text((spec or {}).get("default")), github_token)
+        for name, spec in declared.items()
+    }
     # The runner upper-cases and turns spaces into underscores, keeping hyphens.
     return {
         f"INPUT_{name.replace(' ', '_').upper()}": value
@@ -433,6 +448,14 @@ def _unescape(value: str, escapes: Iterable[tuple[str, str]]) -> str:
     for escaped, plain in escapes:
         value = value.replace(escaped, plain)
     return value
+
+
+def _evaluated(default: str, github_token: str) -> str:
+    if "${{" not in default:
+        return default
+    if re.fullmatch(r"\$\{\{\s*github\.token\s*\}\}", default):
+        return github_token
+    raise ValueError(f"the runner emulation cannot evaluate the default {default!r}")
 
 
 def _yaml_text(value: object) -> str:

@@ -6,6 +6,9 @@
   header, over the storage every upload lands in, and downloads (`/packages/`, from
   pypiserver);
 - GitHub's ID-token endpoint (`/_github/token`), signing RS256 JWTs;
+- GitHub's REST API for a repository's attestation store (`POST /repos/<owner>/<repo>/
+  attestations`, github_api.py), with the job's GITHUB_TOKEN (`github_token()`) carrying the
+  permissions in `github_permissions`; point GITHUB_API_URL at `url`;
 - PyPI's trusted-publishing endpoints (`/_/oidc/audience`, `/_/oidc/mint-token`,
   `/_/oidc/github/mint-token`) and upload endpoint (`/legacy/`), emulated from
   warehouse's source: same checks, order, status codes and wording (pypi.py), PEP 740
@@ -44,6 +47,7 @@ from packaging.version import InvalidVersion, Version
 
 from tests.localindex import identity, multipart, oidc, pypi
 from tests.localindex.dists import sha256
+from tests.localindex.github_api import GitHubApi
 from tests.localindex.oidc import Publisher
 from tests.localindex.pypi import MintedToken, ProjectStatus, Refusal
 from tests.localindex.sigstore import (
@@ -68,9 +72,26 @@ __all__ = [
     "SimpleRequest",
 ]
 
-Endpoint = Literal["audience", "id-token", "mint", "upload", "simple", "integrity", "other"]
+Endpoint = Literal[
+    "audience",
+    "id-token",
+    "mint",
+    "upload",
+    "simple",
+    "integrity",
+    "github-attestations",
+    "other",
+]
 FaultEndpoint = Literal[
-    "audience", "id-token", "mint", "upload", "simple", "integrity", "fulcio", "rekor"
+    "audience",
+    "id-token",
+    "mint",
+    "upload",
+    "simple",
+    "integrity",
+    "github-attestations",
+    "fulcio",
+    "rekor",
 ]
 
 _ROUTES: dict[str, Endpoint] = {
@@ -87,6 +108,7 @@ _METHODS: dict[str, str] = {
     "mint": "POST",
     "upload": "POST",
     "integrity": "GET",
+    "github-attestations": "POST",
 }
 # The local Sigstore's mounts, by prefix: the name each is logged, faulted and delayed
 # under. Fulcio is asked at the host root (see sigstore.py); the CT log has no endpoint.
@@ -154,6 +176,9 @@ class LocalIndex:
     project_status: dict[str, ProjectStatus]
     """PEP 792 status by normalized project name; "active" when absent."""
     project_status_reason: dict[str, str]
+    github_permissions: dict[str, str]
+    """The job's `permissions:`, which the GITHUB_TOKEN `github_token()` issues carries:
+    `attestations: write` by default (`id-token: write` is run_action's `id_token`)."""
     listing_delay: int | Literal["never"]
     """How many simple-API reads of its project a newly uploaded file stays unlisted (a
     CDN serving stale pages, whatever the request's Cache-Control), or "never" listed."""
@@ -205,6 +230,8 @@ class LocalIndex:
         )
         self.sigstore = LocalSigstore(self.url, self._issuer)
         """The local Sigstore this server serves; reset with the index."""
+        self.github = GitHubApi(self.sigstore.trust_config_path)
+        """GitHub's attestation store: the tokens issued and the attestations stored."""
         for prefix, name in _SIGSTORE_MOUNTS.items():
             reset = self.sigstore.reset if name == "sigstore" else None
             self.mount(prefix, self.sigstore.app, name=name, reset=reset)
@@ -251,6 +278,7 @@ class LocalIndex:
         self.issued_id_tokens.clear()
         self.minted_tokens.clear()
         self.api_tokens.clear()
+        self.github.reset()
         self._restore_defaults()
         for mount in self._mounts:
             if mount.reset is not None:
@@ -270,6 +298,7 @@ class LocalIndex:
         self.project_status = {}
         self.project_status_reason = {}
         self.listing_delay = 0
+        self.github_permissions = {"attestations": "write"}
 
     @property
     def port(self) -> int:
@@ -296,6 +325,10 @@ class LocalIndex:
         """The client trust config naming the local Sigstore: for
         OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG, or sigstore's ClientTrustConfig.from_json."""
         return self.sigstore.trust_config_path
+
+    def github_token(self) -> str:
+        """A GITHUB_TOKEN for the workflow's repository, with `github_permissions`."""
+        return self.github.issue(self.github_permissions)
 
     def provenance_url(self, filename: str) -> str | None:
         """The Integrity API's URL for a distribution's provenance; None for a filename
@@ -377,6 +410,7 @@ class LocalIndex:
             *self.issued_id_tokens,
             self.id_token_request_token,
             *self.api_tokens,
+            *self.github.tokens,
         ]
 
     # --- routing ------------------------------------------------------------------------
@@ -391,6 +425,8 @@ class LocalIndex:
             if path.startswith(("/simple", "/packages"))
             else "integrity"
             if path.startswith("/integrity/")
+            else "github-attestations"
+            if path.startswith("/repos/") and path.endswith("/attestations")
             else "other"
         )
         ex = Exchange(self._requests, endpoint, environ, start_response)
@@ -410,6 +446,7 @@ class LocalIndex:
             "mint": self._mint,
             "upload": self._upload,
             "integrity": self._integrity,
+            "github-attestations": self._github_attestations,
         }
         return handlers[endpoint](ex)
 
@@ -635,6 +672,14 @@ class LocalIndex:
             return ex.page(404)
         status, body = self.sigstore.provenances.answer(filename)
         return ex.json(status, body)
+
+    # --- GitHub's attestation store -------------------------------------------------------
+
+    def _github_attestations(self, ex: Exchange) -> list[bytes]:
+        body = io.BytesIO()
+        ex.read_body(body)
+        status, answer = self.github.create_attestation(ex.path, ex.headers(), body.getvalue())
+        return ex.json(status, answer)
 
     # --- the simple API -------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ Nothing here knows PyPI: see pypi.py for its rules and server.py for the routes.
 from __future__ import annotations
 
 import html
+import io
 import json
 import socket
 import ssl
@@ -31,7 +32,16 @@ if TYPE_CHECKING:
 
     from _typeshed import OptExcInfo
 
-__all__ = ["Dropped", "Exchange", "Fault", "HttpsServer", "LogEntry", "Requests", "phrase"]
+__all__ = [
+    "Dropped",
+    "Exchange",
+    "Fault",
+    "HttpsServer",
+    "LogEntry",
+    "Received",
+    "Requests",
+    "phrase",
+]
 
 _CHUNK = 64 * 1024
 _CONNECTION = "localindex.connection"
@@ -42,10 +52,23 @@ SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 
 
 @dataclass(frozen=True)
+class Received:
+    """A request as an echo fault sees it: all a server quoting it back could quote."""
+
+    headers: dict[str, str]
+    body: bytes
+
+    def bearer(self) -> str:
+        """The credential of an `Authorization: Bearer` header, "" without one."""
+        scheme, _, credential = self.headers.get("Authorization", "").partition(" ")
+        return credential if scheme.lower() == "bearer" else ""
+
+
+@dataclass(frozen=True)
 class Fault:
     """A scripted misbehaviour, acted out instead of one normal answer."""
 
-    action: Literal["status", "reset", "delay", "drip", "huge", "cut", "redirect"]
+    action: Literal["status", "reset", "delay", "drip", "huge", "cut", "redirect", "echo"]
     code: int = 200
     reason: str = ""
     body: bytes = b""
@@ -61,6 +84,8 @@ class Fault:
     connection closes, and only a client that counts what it reads can stop early."""
     location: str | None = None
     """redirect: the target path (with query), or None for the request's own."""
+    answer: Callable[[Received], object] | None = None
+    """echo: the body made of the request (bytes, text, or JSON as an object)."""
 
     @classmethod
     def status(
@@ -83,6 +108,17 @@ class Fault:
             tuple((headers or {}).items()),
             content_type,
         )
+
+    @classmethod
+    def echo(
+        cls,
+        code: int,
+        answer: Callable[[Received], object],
+        content_type: str = "application/json",
+    ) -> Fault:
+        """Answer `code` with a body `answer` makes of the request's headers and body: a
+        server whose error quotes what it was sent (a token, say)."""
+        return cls("echo", code, phrase(code), content_type=content_type, answer=answer)
 
     @classmethod
     def reset(cls, after_bytes: int = 0) -> Fault:
@@ -256,14 +292,10 @@ class Exchange:
             case "reset":
                 self.read_body(limit=fault.after_bytes)
                 self.drop_connection()
-            case "drip":
-                return self.stream(fault.code, fault.content_type, fault.size, _drip(self, fault))
-            case "huge":
-                body = _generated(fault.size, fault.content_type == SIMPLE_JSON, fault.body)
-                length = fault.size if fault.declared else None
-                return self.stream(fault.code, fault.content_type, length, body)
-            case "cut":
-                return self.stream(fault.code, fault.content_type, fault.size, _cut(fault))
+            case "drip" | "huge" | "cut":
+                return self.stream(fault.code, fault.content_type, *self._body(fault))
+            case "echo":
+                return self._echo(fault)
             case "redirect":
                 query = self.environ.get("QUERY_STRING")
                 target = fault.location or self.path + (f"?{query}" if query else "")
@@ -271,6 +303,26 @@ class Exchange:
                 return self.page(fault.code, fault.reason, [("Location", location)])
         self.wait(fault.seconds)
         return None
+
+    def _body(self, fault: Fault) -> tuple[int | None, Iterator[bytes]]:
+        """A streamed fault's Content-Length (None: not sent) and body."""
+        if fault.action == "drip":
+            return fault.size, _drip(self, fault)
+        if fault.action == "cut":
+            return fault.size, _cut(fault)
+        body = _generated(fault.size, fault.content_type == SIMPLE_JSON, fault.body)
+        return (fault.size if fault.declared else None), body
+
+    def _echo(self, fault: Fault) -> Iterable[bytes]:
+        assert fault.answer is not None
+        received = io.BytesIO()
+        self.read_body(received)
+        answer = fault.answer(Received(self.headers(), received.getvalue()))
+        if isinstance(answer, bytes | str):
+            quoted = answer.encode() if isinstance(answer, str) else answer
+        else:
+            quoted = json.dumps(answer).encode()
+        return self.respond(fault.code, fault.reason, quoted, (), fault.content_type)
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
