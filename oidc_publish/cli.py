@@ -15,11 +15,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -31,13 +32,15 @@ from oidc_publish.runner import RunnerContext
 if TYPE_CHECKING:
     import httpx
 
-    from oidc_publish.credentials import Credential, IdentityTokens
+    from oidc_publish.credentials import Credential
     from oidc_publish.dists import Distribution
+    from oidc_publish.dists import Release as DistRelease
+    from oidc_publish.identity import IdentityTokens
     from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
     from oidc_publish.network import Pending, RetryPolicy
-    from oidc_publish.simple_api import ProjectPage
+    from oidc_publish.simple_api import IndexedFile, ProjectPage
 
 
 @dataclass(frozen=True)
@@ -89,33 +92,35 @@ def publish(
     publication: Publication,
     world: World,
 ) -> None:
+    from oidc_publish.identity import ask_early, github_identity_token
+
+    # The identity token goes to GitHub alone, so it is asked for while the inputs are read.
+    identity = world.identity or ask_early(github_identity_token(reporter), environ)
     from oidc_publish.inputs import Inputs
 
     inputs = Inputs.from_env(environ, mask=reporter.mask)
     reporter.verbose = inputs.verbose
     publication.dry_run = inputs.dry_run
 
-    from oidc_publish.credentials import check_context, github_identity_token
-    from oidc_publish.dists import locate
+    from oidc_publish.credentials import check_context
+    from oidc_publish.dists import locate, named_releases
     from oidc_publish.index_urls import Index
-    from oidc_publish.network import Pending, RetryPolicy
-    from oidc_publish.release_rules import check_tag
+    from oidc_publish.network import Pending, RetryPolicy, ca_bundle
 
     index = Index(inputs.repository_url)
+    publication.index_name = index.display_name
     if inputs.trusted_publishing:
         check_context(context, index)
     folder = context.workspace / inputs.packages_dir
     paths = locate(folder, context.workspace, reporter)
-    named = _release_from_filenames(paths)
-    if inputs.verify_tag and named:
-        check_tag(context.ref, *named, debug=reporter.debug)
+    named = named_releases(paths)
+    _check_names(inputs, context, index=index, paths=paths, named=named, reporter=reporter)
 
     # From here the network waits run beside the local work: the token exchange, the
     # index's page for its rules, then signing; the files are read and checked meanwhile.
-    # The waits are the longest path, so they start first: the identity token is asked
-    # for while the HTTP client is still being made.
+    # The waits are the longest path, so they start first: the token exchange while the
+    # HTTP client is still being made.
     policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic)
-    identity = world.identity or github_identity_token(reporter)
     made: Future[httpx.Client] = Future()
     exchange = _start_exchange(
         inputs,
@@ -124,7 +129,7 @@ def publish(
         index=index,
         http=made.result,
         policy=policy,
-        project=named[0] if named else None,
+        project=named[0][0] if named else None,
         identity=identity,
         world=world,
     )
@@ -133,8 +138,12 @@ def publish(
         from oidc_publish.index import IndexClient
 
         holdings = IndexClient(index, http, policy, reporter)
-        page = Pending(lambda: holdings.project_page(named[0]) if named else None, "index page")
-        dists = _read(inputs, context, index, paths, reporter)
+        pages = {
+            project: Pending(partial(holdings.project_page, project), f"{project}'s page")
+            for project in dict.fromkeys(project for project, _ in named)
+        }
+        releases = _read(inputs, context, index, paths, reporter)
+        dists = [dist for release in releases for dist in release.files]
         signing = _start_signing(
             inputs,
             environ,
@@ -146,16 +155,11 @@ def publish(
             policy=policy,
             world=world,
         )
-        first = dists[0]
-        publication.release = Release(
-            first.name,
-            first.version,
-            index.display_name,
-            index.release_url(first.name, first.version),
-        )
-        _obey_index_rules(page.result(), dists, index, reporter, world)
+        publication.releases = [
+            Release(r.name, r.version, index.release_url(r.name, r.version)) for r in releases
+        ]
+        _obey_index_rules(pages, releases, index, reporter, world)
         # Imported while the token exchange may still be waiting on the network.
-        from oidc_publish.network import ca_bundle
         from oidc_publish.reconcile import Reconciler
         from oidc_publish.upload import Uploader
 
@@ -184,8 +188,8 @@ def publish(
             on_exists=reconciler.name_taken,
             ca_file=ca_bundle(environ),
         )
-        with reporter.group(f"Uploading {len(dists)} file(s) to {index.upload_url}"):
-            results = uploader.upload_all(dists, attestations)
+        with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
+            results = uploader.publish(releases, attestations)
         publication.results = reconciler.with_urls(results)
         _store_on_github(
             inputs,
@@ -202,6 +206,26 @@ def publish(
             _wait_until_installable(holdings, publication, reporter, world)
     finally:
         http.close()
+
+
+def _check_names(
+    inputs: Inputs,
+    context: RunnerContext,
+    *,
+    index: Index,
+    paths: list[Path],
+    named: list[tuple[str, str]],
+    reporter: Reporter,
+) -> None:
+    """What the file names alone show to be wrong, found before any request."""
+    from oidc_publish.release_rules import check_tag
+
+    if len({project for project, _ in named}) < len(named):
+        # A project in several versions, most often a stale build: every file is read now,
+        # before any request, and every problem reported at once.
+        _read(inputs, context, index, paths, reporter)
+    if inputs.verify_tag:
+        check_tag(context.ref, named, debug=reporter.debug)
 
 
 def _store_on_github(
@@ -257,23 +281,30 @@ def _read(
     index: Index,
     paths: list[Path],
     reporter: Reporter,
-) -> list[Distribution]:
+) -> list[DistRelease]:
     from oidc_publish.dists import load
 
     with reporter.group("Checking distributions"):
-        dists = load(
+        releases = load(
             paths,
             workspace=context.workspace,
             verify_metadata=inputs.verify_metadata,
             pypi_rules=index.is_pypi or index.is_testpypi,
             reporter=reporter,
         )
-        for dist in dists:
+        for dist in (dist for release in releases for dist in release.files):
             reporter.log(f"{dist.display} ({dist.name} {dist.version}, {dist.size} bytes)")
             if inputs.print_hash:
                 reporter.log(f"  sha256:      {dist.sha256}")
                 reporter.log(f"  blake2b-256: {dist.blake2_256}")
-    return dists
+    return releases
+
+
+def _files_of(releases: Sequence[DistRelease]) -> str:
+    files = sum(len(release.files) for release in releases)
+    if len(releases) == 1:
+        return f"{files} file(s)"
+    return f"{files} file(s) of {len(releases)} releases"
 
 
 def _start_signing(
@@ -375,24 +406,28 @@ def _sign(
 
 
 def _obey_index_rules(
-    page: ProjectPage | None,
-    dists: list[Distribution],
+    pages: Mapping[str, Pending[ProjectPage | None]],
+    releases: Sequence[DistRelease],
     index: Index,
     reporter: Reporter,
     world: World,
 ) -> None:
-    """What the index would refuse, found before the first upload; every finding reported."""
+    """What the index would refuse, found before the first upload; every finding reported,
+    each naming its release."""
     from oidc_publish.release_rules import check_index_rules
 
-    first = dists[0]
-    refusals = check_index_rules(
-        page,
-        {d.filename: d.sha256 for d in dists},
-        datetime.fromtimestamp(world.wall(), UTC),
-        project=first.name,
-        version=first.version,
-        index=index,
-    )
+    now = datetime.fromtimestamp(world.wall(), UTC)
+    refusals = []
+    for release in releases:
+        page = pages.get(release.project)
+        refusals += check_index_rules(
+            page.result() if page else None,
+            {d.filename: d.sha256 for d in release.files},
+            now,
+            project=release.name,
+            version=release.version,
+            index=index,
+        )
     if refusals:
         for other in refusals[1:]:
             for diagnostic in other.diagnostics():
@@ -406,10 +441,16 @@ def _wait_until_installable(
     from oidc_publish.installable import DEFAULT_DEADLINE, wait_until_installable
 
     on_index = {r.dist.filename: r.dist.sha256 for r in publication.results if r.outcome.on_index}
-    project = publication.results[0].dist.name
+    projects = list(dict.fromkeys(r.dist.name for r in publication.results if r.outcome.on_index))
+
+    def listed() -> dict[str, IndexedFile] | None:
+        looks = [holdings.fresh_files(project) for project in projects]
+        answered = [files for files in looks if files is not None]
+        return {name: f for files in answered for name, f in files.items()} if answered else None
+
     with reporter.group("Waiting until the index lists every file"):
         waited = wait_until_installable(
-            lambda: holdings.fresh_files(project),
+            listed,
             on_index,
             clock=world.monotonic,
             sleep=world.sleep,
@@ -468,29 +509,6 @@ def _start_exchange(
         return publishing
 
     return collect
-
-
-def _release_from_filenames(paths: list[Path]) -> tuple[str, str] | None:
-    """Project and version, read from the first filename that names them: the checks and
-    requests that need them start before the archives are read (which check the names)."""
-    from packaging.utils import (
-        InvalidSdistFilename,
-        InvalidWheelFilename,
-        parse_sdist_filename,
-        parse_wheel_filename,
-    )
-    from packaging.version import InvalidVersion
-
-    for path in paths:
-        try:
-            if path.name.endswith(".whl"):
-                name, version, *_ = parse_wheel_filename(path.name)
-            else:
-                name, version = parse_sdist_filename(path.name)
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-            continue
-        return str(name), str(version)
-    return None
 
 
 @contextmanager

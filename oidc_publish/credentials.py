@@ -9,7 +9,6 @@ mint attempt, retries included: PyPI accepts each token's `jti` once.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,24 +22,20 @@ from oidc_publish.errors import (
     PYPI_STATUS_PAGE,
     EnterpriseServer,
     ForkPullRequest,
-    IdTokenUnavailable,
-    MissingIdTokenPermission,
     PullRequestTarget,
     TrustedPublishingUnavailable,
     UnexpectedResponse,
 )
+from oidc_publish.identity import IdentityTokens, github_identity_token, missing_permission
 from oidc_publish.index_urls import Index
 from oidc_publish.network import (
-    REQUEST_DEADLINE,
     Answer,
     Pending,
     RetryPolicy,
     TooLarge,
     Transient,
-    is_transient_status,
     persist,
     send,
-    within,
 )
 from oidc_publish.runner import RunnerContext, md_code
 
@@ -54,19 +49,7 @@ if TYPE_CHECKING:
 DEFAULT_LIFETIME = 900.0
 _PLAUSIBLE_LIFETIME = (1.0, 86_400.0)
 
-PERMISSION_YAML = """\
-```yaml
-jobs:
-  publish:
-    permissions:
-      id-token: write   # trusted publishing
-      contents: read    # only if the job checks out the repository
-```"""
-
 M = TypeVar("M", bound=BaseModel)
-
-IdentityTokens = Callable[[str], str]
-"""Gets a GitHub identity token for an audience; raises `Transient` when asking again may help."""
 
 
 class Credential(Protocol):
@@ -269,43 +252,6 @@ _OUTAGE_FIX = (
 )
 
 
-def github_identity_token(reporter: Reporter) -> IdentityTokens:
-    """The job's identity token from GitHub, through `id`, masked the moment it exists."""
-
-    def fetch(audience: str) -> str:
-        import id as oidc_id
-
-        reporter.debug(f"Requesting a GitHub identity token for the audience {audience!r}")
-        try:
-            token = within(
-                REQUEST_DEADLINE, lambda: oidc_id.detect_credential(audience), "identity token"
-            )
-        except oidc_id.GitHubOidcPermissionCredentialError:
-            raise missing_permission() from None
-        except oidc_id.AmbientCredentialError as error:
-            # `id` reports the status only in its message, with the body after it: only the
-            # status is taken, the body is the server's text. Pinned by the lock, and tested.
-            text = str(error)
-            status = re.search(r"code=(\d{3})", text)
-            if "timed out" in text or (status and is_transient_status(int(status.group(1)))):
-                code = f"HTTP {status.group(1)}" if status else "timed out"
-                raise Transient(f"GitHub identity token: {code}") from None
-            raise IdTokenUnavailable(
-                "GitHub refused the identity token request"
-                + (f" with HTTP {status.group(1)}." if status else "."),
-                fix="Re-run the job; if it fails again, check https://www.githubstatus.com/.",
-            ) from None
-        if token is None:
-            raise IdTokenUnavailable(
-                "No GitHub Actions identity provider was found (GITHUB_ACTIONS is not set).",
-                fix="Run this action in a GitHub Actions job.",
-            )
-        reporter.mask(token)
-        return token
-
-    return fetch
-
-
 def _send(http: httpx.Client, method: str, url: str, json_body: object = None) -> Answer:
     try:
         return send(http, method, url, json_body=json_body)
@@ -353,14 +299,3 @@ def check_context(context: RunnerContext, index: Index) -> None:
         )
     if not context.can_request_id_token:
         raise missing_permission()
-
-
-def missing_permission() -> MissingIdTokenPermission:
-    return MissingIdTokenPermission(
-        "Trusted publishing needs an identity token, and this job may not request one: "
-        "ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set.",
-        fix="Give the publishing job `permissions: id-token: write` (job level; a job-level "
-        "`permissions:` replaces the workflow's, so list `contents: read` too if the job "
-        "checks out code). Or pass an API token as `password`.",
-        details=PERMISSION_YAML,
-    )

@@ -136,18 +136,51 @@ REFUSALS: list[Refusal] = [
 
 
 def upload_refusal(
-    index: Index, filename: str, display: str, status: int, reason: str
+    index: Index,
+    filename: str,
+    display: str,
+    status: int,
+    reason: str,
+    *,
+    project: str | None = None,
 ) -> UploadRejected:
     title, fix = "Upload refused", "Read the index's reason above, fix it, and re-run the job."
     for refusal in REFUSALS:
         if any(word in reason.lower() for word in refusal.words):
             title, fix = refusal.title, refusal.fix
             break
+    if project and _OIDC_SCOPE in reason.lower():
+        title, fix = f"No trusted publisher on {project}", _publisher_missing(index, project)
     return UploadRejected(
         f"{index.display_name} refused {md_code(filename)}: HTTP {status} {md_code(reason)}",
         fix=fix,
         file=display,
         title=title,
+    )
+
+
+# A minted token reaches the projects whose publisher matched the mint, and no others.
+_OIDC_SCOPE = "oidc scoped token is not valid for project"
+
+
+def _publisher_missing(index: Index, project: str) -> str:
+    from urllib.parse import quote
+
+    where = (
+        f"{index.web}/manage/project/{quote(project)}/settings/publishing/" if index.web else None
+    )
+    pending = f"{index.web}/manage/account/publishing/" if index.web else None
+    return (
+        f"The upload token this run minted covers the projects whose trusted publisher "
+        f"matches this workflow, and {md_code(project)} has none. Add the same publisher "
+        "(owner, repository, workflow file and environment) to "
+        f"{md_code(project)}"
+        + (f" at {where}" if where else f" in its settings on {index.display_name}")
+        + ". If the project does "
+        "not exist yet, add it as a pending publisher"
+        + (f" at {pending}" if pending else "")
+        + "; PyPI keeps one pending publisher per workflow, so new projects are created one "
+        "run at a time. Then re-run the job: files already on the index are recognised."
     )
 
 

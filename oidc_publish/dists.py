@@ -14,7 +14,7 @@ import hashlib
 import io
 import tarfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,6 +32,7 @@ from oidc_publish.runner import md_code
 from oidc_publish.runner import shown as shown_name  # `shown` names a display here
 
 if TYPE_CHECKING:
+    from packaging.version import Version
     from twine.package import PackageFile
 
     from oidc_publish.report import Reporter
@@ -68,6 +69,93 @@ class Distribution:
     @property
     def filename(self) -> str:
         return self.path.name
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version of one project and its files: what the index makes one release of.
+
+    `files` keep the upload order: wheels first, so the first file to arrive (alone, and
+    creating the release) is one that installs.
+    """
+
+    name: str
+    """As the first file's metadata spells it."""
+    version: str
+    files: tuple[Distribution, ...]
+
+    @property
+    def project(self) -> str:
+        """The name as the index compares it (PEP 503 normalised)."""
+        from packaging.utils import canonicalize_name
+
+        return canonicalize_name(self.name)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+def parse_version(text: str) -> Version | None:
+    """`text` as a PEP 440 version, or None: not one, or too long to be one.
+
+    packaging raises ValueError, not InvalidVersion, for a number past Python's
+    4300-digit conversion limit; a tag or filename can carry one.
+    """
+    from packaging.version import Version
+
+    try:
+        return Version(text)
+    except ValueError:
+        return None
+
+
+def release_of(filename: str) -> tuple[str, Version] | None:
+    """The (normalised project, version) a wheel or sdist file name names, or None."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+
+    try:
+        if filename.endswith(".whl"):
+            name, version, _, _ = parse_wheel_filename(filename)
+            return str(name), version
+        if filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+            return str(name), version
+    except (InvalidWheelFilename, InvalidSdistFilename, ValueError):
+        return None
+    return None
+
+
+def named_releases(paths: Sequence[Path]) -> list[tuple[str, str]]:
+    """The releases the file names name, each once, in the files' order: what the checks
+    and requests that need a project and version start from, before any archive is read
+    (reading checks that the names tell the truth)."""
+    found: dict[tuple[str, str], None] = {}
+    for path in paths:
+        named = release_of(path.name)
+        if named is not None:
+            found.setdefault((named[0], str(named[1])))
+    return list(found)
+
+
+def _several_versions(project: str, versions: Mapping[str, list[str]]) -> Problem:
+    listed = "; ".join(
+        f"{md_code(version)}: " + ", ".join(md_code(name) for name in names)
+        for version, names in versions.items()
+    )
+    return Problem(
+        "Several versions of one project",
+        f"The folder holds {len(versions)} versions of {md_code(project)}: {listed}. A run "
+        "publishes one version of each project; the others are most often a stale build "
+        "left in the folder.",
+        "Clean the folder before building (`rm -rf dist`), so that it holds only the version "
+        "to publish.",
+    )
 
 
 def is_distribution(path: Path) -> bool:
@@ -197,10 +285,9 @@ def load(
     verify_metadata: bool,
     pypi_rules: bool,
     reporter: Reporter,
-) -> list[Distribution]:
-    """Read, hash and check every file; raise with every problem found, or return them all."""
-    from packaging.utils import canonicalize_name
-
+) -> list[Release]:
+    """Read, hash and check every file; raise with every problem found, or return them all,
+    grouped into releases in the order they are published."""
     place = Folder(workspace)
     problems: list[Problem] = []
     dists: list[Distribution] = []
@@ -224,33 +311,84 @@ def load(
         problems += file_problems
         dists.append(dist)
 
-    releases = sorted({(canonicalize_name(d.name), d.version) for d in dists})
-    if len(releases) > 1:
-        listed = ", ".join(md_code(f"{name} {version}") for name, version in releases)
-        problems.append(
-            Problem(
-                "Several releases in one folder",
-                f"The distributions belong to {len(releases)} releases: {listed}. One run "
-                "publishes one release, so a failure cannot leave several half-published.",
-                "Clean the folder before building (`rm -rf dist`), or publish each project in "
-                "its own step with its own `packages-dir`.",
-            )
-        )
-    sdists = [d for d in dists if d.kind == SDIST]
-    if len(sdists) > 1:
-        problems.append(
-            Problem(
-                "More than one sdist",
-                "PyPI accepts one sdist per release; found "
-                + ", ".join(md_code(d.filename) for d in sdists)
-                + ".",
-                "Keep one sdist: clean the folder before building.",
-                sdists[1].display,
-            )
-        )
+    grouped = group(dists)
+    problems += _check_releases(grouped)
     if problems:
         raise DistributionsRejected(problems)
-    return dists
+    return grouped
+
+
+def group(dists: Sequence[Distribution]) -> list[Release]:
+    """The files as releases, in the order to publish them.
+
+    A release goes after the releases of this run that it requires (a plugin after its
+    library), so that each one installs the moment it appears; otherwise by name. Files
+    keep their order within a release.
+    """
+    from graphlib import CycleError, TopologicalSorter
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    by_release: dict[tuple[str, str], list[Distribution]] = {}
+    for dist in dists:
+        by_release.setdefault((canonicalize_name(dist.name), dist.version), []).append(dist)
+    releases = {
+        key: Release(files[0].name, files[0].version, tuple(files))
+        for key, files in by_release.items()
+    }
+    projects = {key[0]: key for key in releases}
+    needs: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for key, release in releases.items():
+        needs[key] = set()
+        for dist in release.files:
+            for line in dist.package.metadata_dictionary().get("requires_dist") or ():
+                try:
+                    required = canonicalize_name(Requirement(str(line)).name)
+                except InvalidRequirement:
+                    continue
+                if required in projects and required != key[0]:
+                    needs[key].add(projects[required])
+    ordered = sorted(releases)
+    try:
+        sorter = TopologicalSorter({key: sorted(needs[key]) for key in ordered})
+        sorter.prepare()
+        order: list[tuple[str, str]] = []
+        while sorter.is_active():
+            ready = sorted(sorter.get_ready())
+            order += ready
+            sorter.done(*ready)
+    except CycleError:
+        order = ordered
+    return [releases[key] for key in order]
+
+
+def _check_releases(releases: Sequence[Release]) -> list[Problem]:
+    """What makes a set of releases unpublishable as a whole: a project in two versions (a
+    stale build left in the folder), a release with two sdists."""
+    problems: list[Problem] = []
+    versions: dict[str, list[Release]] = {}
+    for release in releases:
+        versions.setdefault(release.project, []).append(release)
+    problems += [
+        _several_versions(same[0].name, {r.version: [d.filename for d in r.files] for r in same})
+        for same in versions.values()
+        if len(same) > 1
+    ]
+    for release in releases:
+        sdists = [d for d in release.files if d.kind == SDIST]
+        if len(sdists) > 1:
+            problems.append(
+                Problem(
+                    "More than one sdist",
+                    f"PyPI accepts one sdist per release; {md_code(release.label)} has "
+                    + ", ".join(md_code(d.filename) for d in sdists)
+                    + ".",
+                    "Keep one sdist: clean the folder before building.",
+                    sdists[1].display,
+                )
+            )
+    return problems
 
 
 class _Unreadable(Exception):
@@ -380,14 +518,7 @@ class _SideBySide:
 
 
 def _check_filename(dist: Distribution, pypi_rules: bool) -> list[Problem]:
-    from packaging.utils import (
-        InvalidSdistFilename,
-        InvalidWheelFilename,
-        canonicalize_name,
-        parse_sdist_filename,
-        parse_wheel_filename,
-    )
-    from packaging.version import InvalidVersion, Version
+    from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
     rebuild = "Rebuild with a current build backend (`python -m build`); do not rename built files."
     shown = dist.display
@@ -411,7 +542,7 @@ def _check_filename(dist: Distribution, pypi_rules: bool) -> list[Problem]:
         else:
             name, version = parse_sdist_filename(dist.filename)
             tags = frozenset()
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion) as error:
+    except ValueError as error:  # the name is not one, or its version is too long to be one
         return [
             Problem(
                 "Invalid distribution filename",
@@ -421,9 +552,8 @@ def _check_filename(dist: Distribution, pypi_rules: bool) -> list[Problem]:
                 shown,
             )
         ]
-    try:
-        metadata_version = Version(dist.version)
-    except InvalidVersion:
+    metadata_version = parse_version(dist.version)
+    if metadata_version is None:
         return [
             Problem(
                 "Invalid version in the metadata",

@@ -12,19 +12,14 @@ Every error names the tag, input or file concerned and the fix.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
+from oidc_publish.dists import parse_version, release_of
 from oidc_publish.errors import (
     ActionError,
     ProjectNotAcceptingUploads,
@@ -41,7 +36,7 @@ if TYPE_CHECKING:
 TAG_PREFIX = "refs/tags/"
 # PyPI refuses new files for a release older than this.
 NEW_FILES_WINDOW = timedelta(days=14)
-_SEPARATORS = re.compile(r"[-_./]")
+_SEPARATORS = re.compile(r"[-_./@]")
 _LEADING_NON_DIGITS = re.compile(r"^[^0-9]*")
 
 
@@ -55,60 +50,84 @@ def _ignore(_: str) -> None:
 def version_in_tag(ref: str, project: str) -> Version | None:
     """The version a tag ref names, or None: not a tag, or no version in it.
 
-    A leading `<project>-` (the name compared normalised, so `my_pkg-1.0` and `My.Pkg-1.0`
-    count for `my-pkg`) and then any leading non-digits (`v`, `release-`, `pkg/v`) are taken
-    off; what is left must be a whole PEP 440 version.
+    A leading `<project>` and separator (`-`, `/`, `@`, ...; the name compared normalised,
+    so `my_pkg-1.0` and `My.Pkg-1.0` count for `my-pkg`) and then any leading non-digits
+    (`v`, `release-`) are taken off; what is left must be a whole PEP 440 version.
     """
     if not ref.startswith(TAG_PREFIX):
         return None
-    tag = ref[len(TAG_PREFIX) :]
-    rest = _LEADING_NON_DIGITS.sub("", _without_project(tag, project), count=1)
-    try:
-        return Version(rest)
-    except InvalidVersion:
-        return None
+    named = _split_tag(ref[len(TAG_PREFIX) :], [project])
+    return _version_of(named[1] if named else ref[len(TAG_PREFIX) :])
 
 
-def _without_project(tag: str, project: str) -> str:
-    wanted = canonicalize_name(project)
+def _split_tag(tag: str, projects: Sequence[str]) -> tuple[str, str] | None:
+    """(project, rest) when the tag starts with one of `projects` and a separator; the
+    longest name wins, so `lib-plugin-v2` names `lib-plugin`, not `lib`."""
+    wanted = {canonicalize_name(p): p for p in projects}
+    found = None
     for separator in _SEPARATORS.finditer(tag):
-        if canonicalize_name(tag[: separator.start()]) == wanted:
-            return tag[separator.end() :]
-    return tag
+        prefix = canonicalize_name(tag[: separator.start()])
+        if prefix in wanted:
+            found = (wanted[prefix], tag[separator.end() :])
+    return found
+
+
+def _version_of(text: str) -> Version | None:
+    return parse_version(_LEADING_NON_DIGITS.sub("", text, count=1))
 
 
 def check_tag(
-    ref: str, project: str, version: str, *, debug: Callable[[str], None] = _ignore
+    ref: str,
+    releases: Sequence[tuple[str, str]],
+    *,
+    debug: Callable[[str], None] = _ignore,
 ) -> None:
-    """Raise ``VersionTagMismatch`` if the tag `ref` names another version than `version`.
+    """Raise ``VersionTagMismatch`` if the tag `ref` names another version than the run's.
 
-    `ref` is `GITHUB_REF`. Not a tag: nothing to check. A tag with no version in it (such
-    as `nightly`): one debug line, no check. The caller skips this under `verify-tag: false`.
+    `ref` is `GITHUB_REF`; `releases` are the run's (project, version) pairs. A tag that
+    names a project (`<project>-v1.2`, `<project>/v1.2`, `<project>@1.2`) is checked against
+    that project's version; a tag that names none must name the version of every release
+    (projects released in lockstep). Not a tag: nothing to check. A tag with no version in
+    it (such as `nightly`): one debug line, no check. The caller skips this under
+    `verify-tag: false`.
     """
-    if not ref.startswith(TAG_PREFIX):
+    if not ref.startswith(TAG_PREFIX) or not releases:
         return
     tag = ref[len(TAG_PREFIX) :]
-    tagged = version_in_tag(ref, project)
+    named = _split_tag(tag, [name for name, _ in releases])
+    checked = [r for r in releases if named and r[0] == named[0]] or list(releases)
+    tagged = _version_of(named[1] if named else tag)
+    listed = ", ".join(f"{name} {version}" for name, version in checked)
     if tagged is None:
-        debug(
-            f"The tag {md_code(tag)} holds no version; not comparing it with {project} {version}."
+        debug(f"The tag {md_code(tag)} holds no version; not comparing it with {listed}.")
+        return
+    # A version that is not PEP 440: the distribution checks or the index will say so.
+    differ = [(n, v) for n, v in checked if (p := parse_version(v)) is not None and p != tagged]
+    if not differ:
+        return
+    if len(releases) == 1:
+        ((project, version),) = releases
+        raise VersionTagMismatch(
+            f"This run is for the tag {md_code(tag)}, which names version {tagged}, but the "
+            f"distributions are {project} {version}.",
+            fix=f"Set the version to {tagged} and build again, or tag the commit whose version "
+            f"is {version} (`v{version}`). Most often the tag was pushed before the version "
+            "was bumped, or the build used a stale `dist/` folder: build in the same workflow "
+            "run, into an empty folder. If this tag is not meant to name the version, set "
+            "`verify-tag: false`.",
         )
-        return
-    try:
-        built = Version(version)
-    except InvalidVersion:
-        # Not a PEP 440 version: the distribution checks or the index will say so.
-        return
-    if tagged == built:
-        return
+    every = ", ".join(md_code(f"{name} {version}") for name, version in releases)
+    named_here = (
+        f"which names {named[0]} {tagged}"
+        if named
+        else f"which names no project, so every release must be version {tagged}"
+    )
     raise VersionTagMismatch(
-        f"This run is for the tag {md_code(tag)}, which names version {tagged}, but the "
-        f"distributions are {project} {version}.",
-        fix=f"Set the version to {tagged} and build again, or tag the commit whose version "
-        f"is {version} (`v{version}`). Most often the tag was pushed before the version was "
-        "bumped, or the build used a stale `dist/` folder: build in the same workflow run, "
-        "into an empty folder. If this tag is not meant to name the version, set "
-        "`verify-tag: false`.",
+        f"This run is for the tag {md_code(tag)}, {named_here}; the run publishes {every}.",
+        fix="Tag each project's release with its name (`<project>-v<version>`, "
+        "`<project>/v<version>` or `<project>@<version>`) and publish it in that tag's run, "
+        "or give every project the tagged version; if the tag is not meant to name the "
+        "versions, set `verify-tag: false`.",
     )
 
 
@@ -143,7 +162,7 @@ def check_index_rules(
     released = {
         name: indexed
         for name, indexed in page.files.items()
-        if _release_of(name) == (canonicalize_name(project), _version(version))
+        if release_of(name) == (canonicalize_name(project), _version(version))
     }
     new = [name for name in release_files if name not in page.files]
     too_old = _too_old(released, new, now, project=project, version=version, index=index)
@@ -235,31 +254,12 @@ def _is_sdist(filename: str) -> bool:
 
 
 def _version(version: str) -> Version | str:
-    try:
-        return Version(version)
-    except InvalidVersion:
-        return version
-
-
-def _release_of(filename: str) -> tuple[str, Version] | None:
-    """The (normalised project, version) a wheel or sdist file name belongs to."""
-    try:
-        if filename.endswith(".whl"):
-            name, version, _, _ = parse_wheel_filename(filename)
-            return name, version
-        if _is_sdist(filename):
-            return parse_sdist_filename(filename)
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        return None
-    return None
+    return parse_version(version) or version
 
 
 def _post_release(version: str) -> str:
-    try:
-        parsed = Version(version)
-    except InvalidVersion:
-        return "a new version"
-    if parsed.dev is not None:
+    parsed = parse_version(version)
+    if parsed is None or parsed.dev is not None:
         return "a new version"
     if parsed.post is not None:
         return f"{parsed.base_version}.post{parsed.post + 1}"

@@ -47,8 +47,20 @@ _ICON = {Level.ERROR: "❌", Level.WARNING: "⚠️", Level.NOTICE: "ℹ️"}  #
 class Release:
     name: str
     version: str
-    index_name: str
     url: str | None
+    """The release's page on the index, when the index has one."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def holds(self, result: FileResult) -> bool:
+        from packaging.utils import canonicalize_name
+
+        dist = result.dist
+        return dist.version == self.version and canonicalize_name(dist.name) == canonicalize_name(
+            self.name
+        )
 
 
 @dataclass
@@ -56,7 +68,9 @@ class Publication:
     """What the run did, as far as it got: filled in by the command line, step by step."""
 
     dry_run: bool = False
-    release: Release | None = None
+    index_name: str = ""
+    releases: Sequence[Release] = ()
+    """In the order they are published; known once the distributions are read."""
     results: Sequence[FileResult] = ()
     attestations: str = ""
     """Why files are or are not attested, for the summary; empty when not asked."""
@@ -216,6 +230,8 @@ def render_outputs(publication: Publication) -> dict[str, str]:
     on_index = [r for r in publication.results if r.outcome.on_index]
     files = [
         {
+            "project": r.dist.name,
+            "version": r.dist.version,
             "name": shown(r.dist.filename),
             "sha256": r.dist.sha256,
             # Only https:// addresses from the index reach a workflow, and none longer
@@ -228,24 +244,35 @@ def render_outputs(publication: Publication) -> dict[str, str]:
         }
         for r in on_index
     ]
-    release = publication.release
-    published = bool(on_index) and not publication.dry_run
-    release_url = release.url if release and release.url and published else ""
+    published = [
+        release
+        for release in publication.releases
+        if not publication.dry_run and any(release.holds(r) for r in on_index)
+    ]
+    releases = [{"project": r.name, "version": r.version, "url": _https(r.url)} for r in published]
+    # One release's page, as the single-project action always gave; with several, `releases`.
+    release_url = releases[0]["url"] if len(publication.releases) == 1 and releases else ""
     waited = publication.installable_after
     return {
         "files": json.dumps(files),
-        "release-url": release_url or "",
+        "releases": json.dumps(releases),
+        "release-url": release_url,
         "installable-after": "" if waited is None else f"{waited:.0f}",
     }
+
+
+def _https(url: str | None) -> str:
+    return url if url and url.startswith("https://") and len(url) <= URL_MAX_CHARS else ""
 
 
 def render_summary(
     publication: Publication, diagnostics: Sequence[Diagnostic], *, failed: bool
 ) -> str:
-    release = publication.release
+    releases = publication.releases
     lines = [f"## {_headline(publication, failed)}", ""]
-    if release and release.url and not failed and not publication.dry_run:
-        lines += [f"Release: {release.url}", ""]
+    single = releases[0] if len(releases) == 1 else None
+    if single and single.url and not failed and not publication.dry_run:
+        lines += [f"Release: {single.url}", ""]
     if publication.attestations:
         lines += [publication.attestations, ""]
     if publication.github_verify:
@@ -264,21 +291,50 @@ def render_summary(
             else "Not yet listed by the index when the wait ended; see the warning below.",
             "",
         ]
-    if publication.results:
-        lines += ["| File | Size | SHA-256 | Attested | Result |", "|---|---|---|---|---|"]
-        index = release.index_name if release else "the index"
-        for r in publication.results:
-            name = md_link(r.dist.filename, r.url)
-            attested = _attested(r, index)
-            lines.append(
-                f"| {name} | {_size(r.dist.size)} | `{r.dist.sha256}` | {attested} | {r.outcome} |"
-            )
-        lines.append("")
-        if failed:
-            lines += [_what_is_where(publication), ""]
+    index = publication.index_name or "the index"
+    if publication.results and len(releases) > 1:
+        for release in releases:
+            results = [r for r in publication.results if release.holds(r)]
+            lines += [_release_line(release, results, publication.dry_run), ""]
+            lines += [*_table(results, index), ""]
+    elif publication.results:
+        lines += [*_table(publication.results, index), ""]
+    if publication.results and failed:
+        lines += [_what_is_where(publication), ""]
     for diagnostic in diagnostics:
         lines += _section(diagnostic)
     return "\n".join(lines) + "\n"
+
+
+def _table(results: Sequence[FileResult], index: str) -> list[str]:
+    lines = ["| File | Size | SHA-256 | Attested | Result |", "|---|---|---|---|---|"]
+    for r in results:
+        name = md_link(r.dist.filename, r.url)
+        attested = _attested(r, index)
+        lines.append(
+            f"| {name} | {_size(r.dist.size)} | `{r.dist.sha256}` | {attested} | {r.outcome} |"
+        )
+    return lines
+
+
+def release_state(results: Sequence[FileResult], *, dry_run: bool) -> str:
+    """Whether a release is on the index whole: what a re-run has left to do."""
+    on_index = sum(r.outcome.on_index for r in results)
+    if dry_run:
+        return "rehearsed"
+    if results and on_index == len(results):
+        return "complete"
+    if on_index == 0:
+        return "untouched"
+    return f"partial: {on_index} of {len(results)} files on the index"
+
+
+def _release_line(release: Release, results: Sequence[FileResult], dry_run: bool) -> str:
+    state = release_state(results, dry_run=dry_run)
+    line = f"**{md_text(release.label)}**: {state}"
+    if release.url and state not in ("untouched", "rehearsed"):
+        line += f" ({md_link(release.url, release.url)})"
+    return line
 
 
 def _attested(result: FileResult, index: str) -> str:
@@ -291,9 +347,14 @@ def _attested(result: FileResult, index: str) -> str:
 
 
 def _headline(publication: Publication, failed: bool) -> str:
-    release = publication.release
-    what = f"{release.name} {release.version}" if release else "distributions"
-    where = f" to {release.index_name}" if release else ""
+    releases = publication.releases
+    if len(releases) == 1:
+        what = releases[0].label
+    elif releases:
+        what = f"{len(releases)} releases"
+    else:
+        what = "distributions"
+    where = f" to {publication.index_name}" if publication.index_name else ""
     if publication.dry_run and not failed:
         return f"🧪 Dry run: {what} would be published{where}"
     if failed:

@@ -47,7 +47,7 @@ from oidc_publish.runner import md_code
 
 if TYPE_CHECKING:
     from oidc_publish.credentials import Credential
-    from oidc_publish.dists import Distribution
+    from oidc_publish.dists import Distribution, Release
     from oidc_publish.index_urls import Index
     from oidc_publish.report import Reporter
 
@@ -93,6 +93,30 @@ class Uploader:
         self._local = threading.local()
         self._opened: list[_Session] = []
         self._opened_lock = threading.Lock()
+
+    def publish(
+        self, releases: Sequence[Release], attestations: Mapping[str, object] | None = None
+    ) -> list[FileResult]:
+        """Every release, one after another: a refusal stops every new upload, so a release
+        not yet started stays untouched and one already finished stays whole.
+
+        The error raised then carries every file's result, in the releases' order.
+        """
+        done: list[FileResult] = []
+        for position, release in enumerate(releases):
+            if len(releases) > 1:
+                self._reporter.log(f"{release.label}: {len(release.files)} file(s)")
+            try:
+                done += self.upload_all(release.files, attestations)
+            except ActionError as error:
+                later = releases[position + 1 :]
+                error.results = [
+                    *done,
+                    *error.results,
+                    *(FileResult(d, Outcome.NOT_ATTEMPTED) for r in later for d in r.files),
+                ]
+                raise
+        return done
 
     def upload_all(
         self, dists: Sequence[Distribution], attestations: Mapping[str, object] | None = None
@@ -201,7 +225,12 @@ class Uploader:
         if _already_exists(response, dist):
             return self._on_exists(dist, attempts > 1)
         raise upload_refusal(
-            self._index, dist.filename, dist.display, response.status_code, response.reason
+            self._index,
+            dist.filename,
+            dist.display,
+            response.status_code,
+            response.reason,
+            project=dist.name,
         )
 
     def _session(self) -> _Session:

@@ -203,14 +203,15 @@ def index_client(
 
 
 def distributions(paths: list[Path], workspace: Path) -> list[Distribution]:
-    """The files as the action reads them before uploading."""
-    return load(
+    """The files as the action reads them before uploading, in their releases' order."""
+    releases = load(
         paths,
         workspace=workspace,
         verify_metadata=False,
         pypi_rules=False,
         reporter=Journal(),
     )
+    return [dist for release in releases for dist in release.files]
 
 
 class _GatedPackage:

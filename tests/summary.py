@@ -47,14 +47,13 @@ def code_span_text(span: str) -> str:
 
 
 def rows(summary: str) -> list[Row]:
-    """The results table: one Row per file, in the summary's order."""
-    lines = table_lines(summary)
-    if not lines:
-        return []
-    assert tuple(lines[0]) == COLUMNS, lines[0]
+    """The results tables (one per release when a run publishes several): one Row per file,
+    in the summary's order."""
     found = []
-    for line in lines[2:]:
+    for line in table_lines(summary):
         assert len(line) == len(COLUMNS), line
+        if tuple(line) == COLUMNS or set("".join(line)) <= {"-"}:
+            continue  # a table's header or delimiter
         name, size, sha, attested, result = line
         linked = re.fullmatch(r"\[(.+)\]\((\S+)\)", name)
         span, link = (linked.group(1), linked.group(2)) if linked else (name, None)
@@ -73,6 +72,17 @@ def rows(summary: str) -> list[Row]:
                 result,
             )
         )
+    return found
+
+
+def releases(summary: str) -> dict[str, str]:
+    """Release (`name version`) -> its state, from the lines that head each release's table
+    when a run publishes several."""
+    found = {}
+    for line in summary.splitlines():
+        heading = re.fullmatch(r"\*\*(.+)\*\*: ([^(]+?)(?: \(.*\))?", line)
+        if heading:
+            found[re.sub(r"\\(.)", r"\1", heading.group(1))] = heading.group(2)
     return found
 
 

@@ -94,3 +94,59 @@ def test_the_run_ends_at_its_deadline_whatever_it_waits_on(
     assert "did not finish within" in annotations["The run took too long"]
     assert index.count("upload") == 0
     assert "❌ Publishing sample-project 1.0.0 to 127.0.0.1 failed" in run.summary.read_text()
+
+
+def two_projects(workspace: Path) -> list[Path]:
+    from tests.localindex.dists import make_sdist, make_wheel
+
+    # Released in lockstep, at the version the run's tag (v1.0.0) names.
+    dist = workspace / "dist"
+    return [
+        make_wheel(dist, "core", "1.0.0"),
+        make_sdist(dist, "core", "1.0.0"),
+        make_wheel(dist, "core-stubs", "1.0.0"),
+    ]
+
+
+def test_a_dry_run_rehearses_every_release_and_uploads_nothing(
+    index: LocalIndex, workspace: Path
+) -> None:
+    two_projects(workspace)
+    run = Run(index, workspace)
+
+    assert run(identity(index), **{"dry-run": "true", "attestations": "false"}) == 0
+
+    summary = run.summary.read_text()
+    assert summary.startswith("## 🧪 Dry run: 2 releases would be published to 127.0.0.1")
+    assert "**core 1\\.0\\.0**: rehearsed" in summary
+    assert "**core\\-stubs 1\\.0\\.0**: rehearsed" in summary
+    assert summary.count("would upload (dry run)") == 3
+    assert index.count("upload") == 0
+    assert index.count("mint") == 1
+    assert json.loads(parse_outputs(run.outputs.read_text())["releases"]) == []
+
+
+def test_waiting_until_installable_waits_for_every_project(
+    index: LocalIndex, workspace: Path
+) -> None:
+    two_projects(workspace)
+    # New files stay unlisted for two reads of their project's page.
+    index.listing_delay = 2
+    slept: list[float] = []
+    run = Run(index, workspace)
+    world = identity(index)
+
+    code = run(
+        World(identity=world.identity, sleep=slept.append, run_deadline=None),
+        **{"wait-until-installable": "true", "attestations": "false"},
+    )
+
+    assert code == 0, run.stdout.getvalue()
+    uncached = [
+        r.path for r in index.simple_requests if r.headers.get("Cache-Control") == "no-cache"
+    ]
+    assert uncached.count("/simple/core/") >= 2
+    assert uncached.count("/simple/core-stubs/") >= 2
+    assert slept, "the wait never polled again"
+    assert parse_outputs(run.outputs.read_text())["installable-after"] != ""
+    assert "Installable from the index" in run.summary.read_text()

@@ -50,7 +50,7 @@ def reporter(workspace: Path) -> Reporter:
     return Reporter(context, io.StringIO())
 
 
-def load(paths: list[Path], workspace: Path) -> list[dists.Distribution]:
+def releases(paths: list[Path], workspace: Path) -> list[dists.Release]:
     return dists.load(
         paths,
         workspace=workspace,
@@ -58,6 +58,10 @@ def load(paths: list[Path], workspace: Path) -> list[dists.Distribution]:
         pypi_rules=True,
         reporter=reporter(workspace),
     )
+
+
+def load(paths: list[Path], workspace: Path) -> list[dists.Distribution]:
+    return [dist for release in releases(paths, workspace) for dist in release.files]
 
 
 def problems(paths: list[Path], workspace: Path) -> list[Problem]:
@@ -402,7 +406,7 @@ def test_a_description_pypi_would_refuse_is_checked_only_when_asked(workspace: P
     )
 
     assert (problem.title, problem.file) == ("Description does not render", f"dist/{WHEEL}")
-    assert [d.filename for d in unchecked] == [WHEEL]
+    assert [d.filename for r in unchecked for d in r.files] == [WHEEL]
 
 
 def test_a_distribution_whose_name_is_not_utf8_is_refused_with_the_name_shown(
@@ -421,3 +425,82 @@ def test_a_distribution_whose_name_is_not_utf8_is_refused_with_the_name_shown(
     assert problem.file == "dist/sample_project-1.0.0-py3-none-any\\xff.whl"
     assert problem.message.startswith("`sample_project-1.0.0-py3-none-any\\xff.whl` has bytes")
     assert "not UTF-8" in problem.message
+
+
+# Several projects in one folder.
+
+
+def monorepo(workspace: Path) -> list[Path]:
+    """A library and its plugin, an sdist and a wheel each; the plugin sorts first by name
+    and requires the library."""
+    dist = workspace / "dist"
+    requires = {"Requires-Dist": "zlib-core>=2"}
+    return [
+        make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides=requires),
+        make_wheel(dist, "zlib-core", "2.0.0"),
+        make_sdist(dist, "a-plugin", "0.3.0", metadata_overrides=requires),
+        make_sdist(dist, "zlib-core", "2.0.0"),
+    ]
+
+
+def test_projects_become_releases_each_after_the_releases_it_requires(workspace: Path) -> None:
+    monorepo(workspace)
+    found = dists.locate(workspace / "dist", workspace, reporter(workspace))
+
+    grouped = releases(found, workspace)
+
+    assert [(r.name, r.version) for r in grouped] == [("zlib-core", "2.0.0"), ("a-plugin", "0.3.0")]
+    assert [[d.filename for d in r.files] for r in grouped] == [
+        ["zlib_core-2.0.0-py3-none-any.whl", "zlib_core-2.0.0.tar.gz"],
+        ["a_plugin-0.3.0-py3-none-any.whl", "a_plugin-0.3.0.tar.gz"],
+    ]
+
+
+def test_releases_that_require_nothing_of_each_other_go_by_name(workspace: Path) -> None:
+    dist = workspace / "dist"
+    paths = [make_wheel(dist, "b-sdk", "1.0"), make_wheel(dist, "a-sdk", "3.1")]
+
+    assert [r.label for r in releases(paths, workspace)] == ["a-sdk 3.1", "b-sdk 1.0"]
+
+
+def test_one_sdist_per_release_is_fine_and_two_in_one_release_name_that_release(
+    workspace: Path,
+) -> None:
+    paths = monorepo(workspace)
+    assert len(releases(paths, workspace)) == 2
+
+    second = make_sdist(workspace / "dist", "zlib-core", "2.0.0", filename="zlib-core-2.0.0.tar.gz")
+    [problem] = problems([*paths, second], workspace)
+
+    assert problem.title == "More than one sdist"
+    assert "`zlib-core 2.0.0` has" in problem.message
+    assert "`zlib-core-2.0.0.tar.gz`" in problem.message
+    assert "a_plugin" not in problem.message
+
+
+def test_two_versions_of_one_project_name_each_version_and_its_files(workspace: Path) -> None:
+    dist = workspace / "dist"
+    paths = [
+        *monorepo(workspace),
+        make_wheel(dist, "zlib-core", "1.9.0"),
+        make_sdist(dist, "zlib-core", "1.9.0"),
+    ]
+
+    [problem] = problems(paths, workspace)
+
+    assert problem.title == "Several versions of one project"
+    assert "2 versions of `zlib-core`" in problem.message
+    assert "`1.9.0`: `zlib_core-1.9.0-py3-none-any.whl`, `zlib_core-1.9.0.tar.gz`" in (
+        problem.message
+    )
+    assert "`2.0.0`: `zlib_core-2.0.0-py3-none-any.whl`" in problem.message
+    assert "rm -rf dist" in problem.fix
+
+
+def test_a_name_with_a_version_of_thousands_of_digits_is_no_release_and_no_crash() -> None:
+    # No file system takes such a name, but an index's listing can hold one.
+    name = f"sample_project-{'9' * 5000}-py3-none-any.whl"
+
+    assert dists.release_of(name) is None
+    assert dists.named_releases([Path(name)]) == []
+    assert dists.parse_version("9" * 5000) is None

@@ -135,4 +135,4 @@ def test_no_distributions_is_an_error_before_any_request(
     assert error.title == "No distributions to upload"
     assert "`dist` is empty" in error.message
     assert "download-artifact" in error.message
-    assert index.log == []
+    assert index.beyond_github() == []

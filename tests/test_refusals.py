@@ -99,6 +99,26 @@ def test_the_scoped_token_reason_is_warehouses() -> None:
     )
 
 
+def test_a_minted_token_refused_for_a_project_names_it_and_where_to_add_the_publisher() -> None:
+    error = upload_refusal(
+        Index(PYPI_UPLOAD),
+        WHEEL,
+        f"dist/{WHEEL}",
+        403,
+        scoped_token_reason(),
+        project="sample-project",
+    )
+
+    [diagnostic] = error.diagnostics()
+    assert diagnostic.title == "No trusted publisher on sample-project"
+    assert (
+        "Add the same publisher (owner, repository, workflow file and environment) to "
+        "`sample-project` at https://pypi.org/manage/project/sample-project/settings/publishing/"
+    ) in diagnostic.fix
+    assert "pending publisher at https://pypi.org/manage/account/publishing/" in diagnostic.fix
+    assert "one run at a time" in diagnostic.fix
+
+
 def test_each_size_limit_gets_its_own_fix() -> None:
     [project] = upload_refusal(
         Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", 400, PROJECT_TOO_LARGE

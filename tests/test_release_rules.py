@@ -47,17 +47,17 @@ OURS = {WHEEL: "a" * 64, SDIST: "b" * 64}
     "tag", ["v1.0.0", "1.0", "pkg-1.0.0", "release-1.0.0", "v1", "PKG_1.0.0", "pkg/v1.0.0"]
 )
 def test_a_tag_naming_the_version_passes(tag: str) -> None:
-    check_tag(f"refs/tags/{tag}", "pkg", "1.0.0")
+    check_tag(f"refs/tags/{tag}", [("pkg", "1.0.0")])
 
 
 def test_the_version_is_found_after_a_project_name_holding_digits() -> None:
     assert version_in_tag("refs/tags/py3status-2.1", "py3status") == Version("2.1")
-    check_tag("refs/tags/py3status-2.1", "py3status", "2.1.0")
+    check_tag("refs/tags/py3status-2.1", [("py3status", "2.1.0")])
 
 
 def test_a_tag_without_a_version_is_not_checked_and_says_so_once() -> None:
     said: list[str] = []
-    check_tag("refs/tags/nightly", "pkg", "1.0.0", debug=said.append)
+    check_tag("refs/tags/nightly", [("pkg", "1.0.0")], debug=said.append)
     assert version_in_tag("refs/tags/nightly", "pkg") is None
     assert len(said) == 1
     assert "nightly" in said[0]
@@ -65,13 +65,13 @@ def test_a_tag_without_a_version_is_not_checked_and_says_so_once() -> None:
 
 @pytest.mark.parametrize("ref", ["refs/heads/main", "refs/pull/3/merge", ""])
 def test_a_run_not_for_a_tag_is_not_checked(ref: str) -> None:
-    check_tag(ref, "pkg", "1.0.0")
+    check_tag(ref, [("pkg", "1.0.0")])
     assert version_in_tag(ref, "pkg") is None
 
 
 def test_a_tag_naming_another_version_is_an_error_naming_both_and_the_fix() -> None:
     with pytest.raises(VersionTagMismatch) as caught:
-        check_tag("refs/tags/v1.0.1", "pkg", "1.0.0")
+        check_tag("refs/tags/v1.0.1", [("pkg", "1.0.0")])
     error = caught.value
     assert error.title == "The tag and the version differ"
     assert "v1.0.1" in error.message
@@ -79,6 +79,53 @@ def test_a_tag_naming_another_version_is_an_error_naming_both_and_the_fix() -> N
     assert "tag the commit" in error.fix
     assert "stale `dist/`" in error.fix
     assert "`verify-tag: false`" in error.fix
+
+
+# The tag and several releases.
+
+LIB = ("mylib", "1.4.0")
+PLUGIN = ("mylib-plugin", "0.3.0")
+
+
+@pytest.mark.parametrize(
+    "tag", ["mylib-plugin-v0.3.0", "mylib-plugin/v0.3.0", "mylib_plugin@0.3.0", "MyLib.Plugin-0.3"]
+)
+def test_a_tag_naming_a_project_is_checked_against_that_project_only(tag: str) -> None:
+    check_tag(f"refs/tags/{tag}", [LIB, PLUGIN])
+
+
+@pytest.mark.parametrize("tag", ["mylib-v1.4.0", "mylib/v1.4", "mylib@1.4.0"])
+def test_the_longest_project_name_wins_so_the_library_is_not_taken_for_its_plugin(
+    tag: str,
+) -> None:
+    check_tag(f"refs/tags/{tag}", [PLUGIN, LIB])
+    with pytest.raises(VersionTagMismatch):
+        check_tag(f"refs/tags/{tag}", [PLUGIN, ("mylib", "1.5.0")])
+
+
+def test_a_tag_naming_a_project_with_another_version_lists_every_release_and_both_fixes() -> None:
+    with pytest.raises(VersionTagMismatch) as caught:
+        check_tag("refs/tags/mylib-plugin-v0.4.0", [LIB, PLUGIN])
+    error = caught.value
+    assert "`mylib 1.4.0`" in error.message
+    assert "`mylib-plugin 0.3.0`" in error.message
+    assert "which names mylib-plugin 0.4.0; the run publishes" in error.message
+    assert "<project>-v<version>" in error.fix
+    assert "`verify-tag: false`" in error.fix
+
+
+def test_a_tag_naming_no_project_must_name_every_release_version() -> None:
+    check_tag("refs/tags/v2.0.0", [("core", "2.0.0"), ("core-stubs", "2.0")])
+    with pytest.raises(VersionTagMismatch) as caught:
+        check_tag("refs/tags/v1.4.0", [LIB, PLUGIN])
+    assert "names no project, so every release must be version 1.4.0" in caught.value.message
+
+
+def test_a_tag_with_thousands_of_digits_is_not_a_version_and_no_crash() -> None:
+    said: list[str] = []
+    check_tag("refs/tags/v" + "9" * 5000, [LIB], debug=said.append)
+    assert len(said) == 1
+    assert version_in_tag("refs/tags/v" + "9" * 5000, "mylib") is None
 
 
 # The project page, as the index serves it.
@@ -370,3 +417,10 @@ def test_the_new_errors_are_in_the_catalogue_with_distinct_codes() -> None:
     for error in (VersionTagMismatch, ProjectNotAcceptingUploads, ReleaseTooOld, SecondSdist):
         assert error.code in codes
         assert codes.index(error.code) < codes.index("upload-rejected")
+
+
+def test_a_listed_name_with_thousands_of_digits_is_no_release_of_ours_and_no_crash() -> None:
+    huge = f"pkg-{'9' * 5000}-py3-none-any.whl"
+    listed = page([entry(huge, uploaded=NOW - timedelta(days=30))])
+
+    assert rules(listed) == []

@@ -31,16 +31,22 @@ from tests.localindex.runner import parse_commands, parse_outputs
 from tests.summary import code_span_text, live_markup, rows, table_lines
 
 HOSTILE_NAME = "evil`x``|<img src=x onerror=alert(1)>|[a](javascript:x)-1.0-py3-none-any.whl"
-RELEASE = Release("sample-project", "1.0.0", "PyPI", "https://pypi.org/project/x/1.0.0/")
+RELEASE = Release("sample-project", "1.0.0", "https://pypi.org/project/x/1.0.0/")
 
 
-def dist(tmp_path: Path, filename: str, kind: str = WHEEL) -> Distribution:
+def dist(
+    tmp_path: Path,
+    filename: str,
+    kind: str = WHEEL,
+    name: str = "sample-project",
+    version: str = "1.0.0",
+) -> Distribution:
     return Distribution(
         path=tmp_path / "dist" / filename,
         display=f"dist/{filename}",
         kind=kind,
-        name="sample-project",
-        version="1.0.0",
+        name=name,
+        version=version,
         size=1234,
         sha256="a" * 64,
         blake2_256="b" * 64,
@@ -57,7 +63,8 @@ def test_a_hostile_file_name_is_a_code_span_that_keeps_the_table_whole(tmp_path:
     hostile = dist(tmp_path, HOSTILE_NAME)
     others = [dist(tmp_path, "sample_project-1.0.0.tar.gz", SDIST)]
     publication = Publication(
-        release=RELEASE,
+        index_name="PyPI",
+        releases=[RELEASE],
         results=[
             FileResult(hostile, Outcome.UPLOADED, url=f"https://files.example/{HOSTILE_NAME}"),
             FileResult(hostile, Outcome.FAILED),
@@ -92,7 +99,8 @@ def test_urls_from_the_index_are_linked_and_output_only_when_https(tmp_path: Pat
         "d-1.0-py3-none-any.whl": "https://files.example/d-1.0-py3-none-any.whl",
     }
     publication = Publication(
-        release=RELEASE,
+        index_name="PyPI",
+        releases=[RELEASE],
         results=[
             FileResult(dist(tmp_path, name), Outcome.UPLOADED, url) for name, url in urls.items()
         ],
@@ -115,7 +123,9 @@ def test_urls_from_the_index_are_linked_and_output_only_when_https(tmp_path: Pat
 def test_a_file_the_listing_vouches_for_says_so_and_counts_as_published(tmp_path: Path) -> None:
     listed = dist(tmp_path, "sample_project-1.0.0-py3-none-any.whl")
     url = "https://files.example/sample_project-1.0.0-py3-none-any.whl"
-    publication = Publication(release=RELEASE, results=[FileResult(listed, Outcome.LISTED, url)])
+    publication = Publication(
+        index_name="PyPI", releases=[RELEASE], results=[FileResult(listed, Outcome.LISTED, url)]
+    )
 
     summary = render_summary(publication, [], failed=False)
     outputs = render_outputs(publication)
@@ -125,6 +135,8 @@ def test_a_file_the_listing_vouches_for_says_so_and_counts_as_published(tmp_path
     assert row[4] == "already on the index (its listing shows this sha256)"
     assert json.loads(outputs["files"]) == [
         {
+            "project": "sample-project",
+            "version": "1.0.0",
             "name": listed.filename,
             "sha256": "a" * 64,
             "url": url,
@@ -171,6 +183,7 @@ def test_more_than_ten_of_a_kind_fold_into_the_tenth_annotation(
     assert summary_file.read_text().count(" Retrying file") == 12
     assert parse_outputs(output_file.read_text()) == {
         "files": "[]",
+        "releases": "[]",
         "release-url": "",
         "installable-after": "",
     }
@@ -188,6 +201,56 @@ def test_debug_lines_are_commands_unless_verbose_makes_them_log_lines(tmp_path: 
     shown = loud.getvalue().splitlines()
     assert shown[0] == "POST https://index.example/_/oidc/mint-token -> 200 OK "
     assert parse_commands(shown) == ([], [])
+
+
+def test_several_releases_are_grouped_each_saying_whether_it_is_whole(tmp_path: Path) -> None:
+    def of(name: str, version: str, *outcomes: Outcome) -> list[FileResult]:
+        stem = name.replace("-", "_")
+        kinds = [("py3-none-any.whl", WHEEL), ("tar.gz", "sdist")]
+        return [
+            FileResult(dist(tmp_path, f"{stem}-{version}-{suffix}", kind, name, version), outcome)
+            for (suffix, kind), outcome in zip(kinds, outcomes, strict=False)
+        ]
+
+    releases = [
+        Release("core", "2.0.0", "https://pypi.org/project/core/2.0.0/"),
+        Release("core-plugin", "0.3.0", "https://pypi.org/project/core-plugin/0.3.0/"),
+        Release("core-stubs", "2.0.0", "https://pypi.org/project/core-stubs/2.0.0/"),
+    ]
+    results = [
+        *of("core", "2.0.0", Outcome.UPLOADED, Outcome.LISTED),
+        *of("core-plugin", "0.3.0", Outcome.UPLOADED, Outcome.FAILED),
+        *of("core-stubs", "2.0.0", Outcome.NOT_ATTEMPTED, Outcome.NOT_ATTEMPTED),
+    ]
+    publication = Publication(index_name="PyPI", releases=releases, results=results)
+
+    summary = render_summary(publication, [], failed=True)
+    outputs = render_outputs(publication)
+
+    assert summary.startswith("## ❌ Publishing 3 releases to PyPI failed\n")
+    assert (
+        "**core 2\\.0\\.0**: complete "
+        "([`https://pypi.org/project/core/2.0.0/`](https://pypi.org/project/core/2.0.0/))"
+    ) in summary
+    assert "**core\\-plugin 0\\.3\\.0**: partial: 1 of 2 files on the index" in summary
+    assert "**core\\-stubs 2\\.0\\.0**: untouched\n" in summary
+    # One table per release, in the releases' order.
+    assert summary.count("| File | Size | SHA-256 | Attested | Result |") == 3
+    assert summary.index("core-2.0.0") < summary.index("core_plugin") < summary.index("core_stubs")
+    assert json.loads(outputs["releases"]) == [
+        {"project": "core", "version": "2.0.0", "url": "https://pypi.org/project/core/2.0.0/"},
+        {
+            "project": "core-plugin",
+            "version": "0.3.0",
+            "url": "https://pypi.org/project/core-plugin/0.3.0/",
+        },
+    ]
+    assert outputs["release-url"] == ""
+    assert [(f["project"], f["name"]) for f in json.loads(outputs["files"])] == [
+        ("core", "core-2.0.0-py3-none-any.whl"),
+        ("core", "core-2.0.0-tar.gz"),
+        ("core-plugin", "core_plugin-0.3.0-py3-none-any.whl"),
+    ]
 
 
 SECRET = 'pypi-s3cr3t|t0k`3n"x\\y'
@@ -252,7 +315,7 @@ def placed_in_results(reporter: Reporter, publication: Publication) -> ActionErr
     listed = dist(Path("/w"), f"{SECRET}-1.0-py3-none-any.whl")
     url = f"https://files.example/{SECRET}.whl"
     publication.results = [FileResult(listed, Outcome.UPLOADED, url, True, url)]
-    publication.release = Release("p", "1.0", "PyPI", f"https://pypi.org/{SECRET}")
+    publication.releases = [Release("p", "1.0", f"https://pypi.org/{SECRET}")]
     return None
 
 
@@ -305,7 +368,7 @@ def test_untrusted_text_is_cut_in_the_summary_and_annotations_and_logged_whole(
         fix="Unarchive it.",
     )
 
-    code = reporter.finish(Publication(release=RELEASE), error)
+    code = reporter.finish(Publication(index_name="PyPI", releases=[RELEASE]), error)
 
     assert code == 1
     annotations, _ = parse_commands(stdout.getvalue().splitlines())
@@ -327,7 +390,8 @@ def test_an_unwritable_summary_loses_neither_the_outputs_nor_the_result(tmp_path
     on_index = dist(tmp_path, "sample_project-1.0.0-py3-none-any.whl")
     failed = dist(tmp_path, "sample_project-1.0.0.tar.gz", SDIST)
     publication = Publication(
-        release=RELEASE,
+        index_name="PyPI",
+        releases=[RELEASE],
         results=[FileResult(on_index, Outcome.UPLOADED), FileResult(failed, Outcome.FAILED)],
     )
     stdout = io.StringIO()
@@ -365,7 +429,10 @@ def test_a_rendering_that_fails_keeps_the_exit_code_and_says_what_is_on_the_inde
     stdout = io.StringIO()
 
     code = reporter_in(tmp_path, stdout).finish(
-        Publication(release=RELEASE, results=[FileResult(wheel, Outcome.UPLOADED)]), None
+        Publication(
+            index_name="PyPI", releases=[RELEASE], results=[FileResult(wheel, Outcome.UPLOADED)]
+        ),
+        None,
     )
 
     assert code == 0
@@ -390,7 +457,10 @@ def test_a_name_with_undecodable_bytes_is_shown_escaped_in_summary_outputs_and_l
     reporter.log(f"{odd.filename}: uploaded")
 
     code = reporter.finish(
-        Publication(release=RELEASE, results=[FileResult(odd, Outcome.UPLOADED)]), None
+        Publication(
+            index_name="PyPI", releases=[RELEASE], results=[FileResult(odd, Outcome.UPLOADED)]
+        ),
+        None,
     )
 
     assert code == 0
@@ -414,7 +484,8 @@ def test_each_attestation_is_linked_where_it_is_and_the_verify_command_printed(
         "",
     ]
     publication = Publication(
-        release=RELEASE,
+        index_name="PyPI",
+        releases=[RELEASE],
         results=[
             FileResult(
                 dist(tmp_path, name),

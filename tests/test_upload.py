@@ -501,3 +501,42 @@ def test_no_secret_reaches_the_log_but_to_mask_it(rig: Rig) -> None:
         assert f"::add-mask::{token}" in text
     assert secret_lines(text, rig.index.secrets()) == []
     assert "Retrying" in text  # the log says a good deal; none of it is a secret
+
+
+def test_a_refusal_on_the_second_release_leaves_the_first_whole_and_the_second_untouched(
+    rig: Rig,
+) -> None:
+    from oidc_publish.dists import load
+    from tests.localindex.oidc import default_publisher
+
+    folder = rig.workspace / "dist"
+    needs_core = {"Requires-Dist": "core>=2"}
+    paths = [
+        make_wheel(folder, "a-plugin", "0.3.0", metadata_overrides=needs_core),
+        make_sdist(folder, "a-plugin", "0.3.0", metadata_overrides=needs_core),
+        make_wheel(folder, "core", "2.0.0", filename="core-2.0.0-py3-none-any.whl"),
+        make_wheel(folder, "core", "2.0.0", filename="core-2.0.0-py312-none-any.whl"),
+        make_sdist(folder, "core", "2.0.0"),
+    ]
+    releases = load(
+        paths, workspace=rig.workspace, verify_metadata=False, pypi_rules=False, reporter=Journal()
+    )
+    # The publisher is registered on core only: the minted token does not reach the plugin.
+    rig.index.publishers = [replace(default_publisher(), projects={"core"})]
+
+    with pytest.raises(UploadRejected) as caught:
+        rig.uploader(rig.trusted_publishing(), workers=4).publish(releases)
+
+    core, plugin = releases
+    assert [r.label for r in releases] == ["core 2.0.0", "a-plugin 0.3.0"]
+    assert caught.value.specific_title == "No trusted publisher on a-plugin"
+    assert "`a-plugin` has none" in caught.value.fix
+    assert "to `a-plugin` in its settings on 127.0.0.1" in caught.value.fix
+    assert [(r.dist.filename, r.outcome) for r in caught.value.results] == [
+        *((d.filename, Outcome.UPLOADED) for d in core.files),
+        (plugin.files[0].filename, Outcome.FAILED),
+        (plugin.files[1].filename, Outcome.NOT_ATTEMPTED),
+    ]
+    assert rig.index.files() == on_index(list(core.files))
+    # The plugin's first file was the only one of its release sent.
+    assert rig.index.count("upload") == len(core.files) + 1

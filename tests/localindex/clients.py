@@ -71,9 +71,10 @@ def twine_upload(
 
 
 def pip_install(
-    index: LocalIndex, requirement: str, target: Path
+    index: LocalIndex, requirement: str, target: Path, *, dependencies: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """`pip install --target` from the index's simple API, as a user of the release would."""
+    """`pip install --target` from the index's simple API, as a user of the release would;
+    its dependencies too, from the same index, when asked."""
     command = [
         sys.executable,
         "-m",
@@ -82,7 +83,7 @@ def pip_install(
         "--disable-pip-version-check",
         "--no-input",
         "--no-cache-dir",
-        "--no-deps",
+        *(() if dependencies else ("--no-deps",)),
         "--index-url",
         index.simple_url,
         "--cert",

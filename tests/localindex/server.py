@@ -375,6 +375,12 @@ class LocalIndex:
             if entry.endpoint == endpoint and (status is None or entry.status == status)
         )
 
+    def beyond_github(self) -> list[LogEntry]:
+        """Every request but those for GitHub's identity token: what a run that stops before
+        its first request to the index or Sigstore must not have made. (The identity token,
+        asked of GitHub alone, may be under way before the inputs are read.)"""
+        return [entry for entry in self.log if entry.endpoint != "id-token"]
+
     def files(self) -> dict[str, str]:
         """The stored distributions: filename -> sha256."""
         return {path.name: sha256(path) for path in sorted(self.storage_dir.iterdir())}

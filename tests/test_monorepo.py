@@ -1,0 +1,111 @@
+"""Several projects in one `packages-dir`, run as the runner runs the action: one token
+exchange, each release whole or not at all."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from tests.conftest import Run, pip_install
+from tests.localindex.dists import make_sdist, make_wheel, sha256
+from tests.localindex.oidc import default_publisher
+from tests.localindex.server import LocalIndex
+from tests.summary import releases, results
+
+NEEDS_CORE = {"Requires-Dist": "core>=2"}
+# A push to a branch: no tag to compare the versions with.
+BRANCH = {"GITHUB_REF": "refs/heads/main"}
+
+
+def monorepo(workspace: Path) -> dict[str, list[Path]]:
+    """A library and its plugin, a wheel and an sdist each, in one dist/ as one build job
+    leaves them; the plugin sorts first by name, and requires the library."""
+    dist = workspace / "dist"
+    return {
+        "core": [make_wheel(dist, "core", "2.0.0"), make_sdist(dist, "core", "2.0.0")],
+        "a-plugin": [
+            make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides=NEEDS_CORE),
+            make_sdist(dist, "a-plugin", "0.3.0", metadata_overrides=NEEDS_CORE),
+        ],
+    }
+
+
+def test_two_projects_are_published_in_one_run_with_one_token_exchange(
+    index: LocalIndex, workspace: Path, run: Run, tmp_path: Path
+) -> None:
+    built = monorepo(workspace)
+
+    # A tag that names one project is checked against that project only.
+    result = run(env={"GITHUB_REF": "refs/tags/core-v2.0.0"}, sigstore=True)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert index.files() == {p.name: sha256(p) for paths in built.values() for p in paths}
+    assert index.count("mint") == 1
+    installed = pip_install(index, "a-plugin==0.3.0", tmp_path / "site", dependencies=True)
+    assert installed.returncode == 0, installed.stderr
+    assert (tmp_path / "site" / "core" / "__init__.py").exists()
+    # The library goes first: the plugin never appears on the index before what it needs.
+    log = result.stdout
+    assert log.index(f"{built['core'][1].name}: uploaded") < log.index(
+        f"{built['a-plugin'][0].name}: uploaded"
+    )
+    assert releases(result.summary) == {"core 2.0.0": "complete", "a-plugin 0.3.0": "complete"}
+    assert result.summary.startswith("## ✅ Published 2 releases to 127.0.0.1")
+    assert json.loads(result.outputs["releases"]) == [
+        {"project": "core", "version": "2.0.0", "url": ""},
+        {"project": "a-plugin", "version": "0.3.0", "url": ""},
+    ]
+    assert result.outputs["release-url"] == ""
+    files = json.loads(result.outputs["files"])
+    assert [(f["project"], f["name"], f["attested"]) for f in files] == [
+        ("core", built["core"][0].name, True),
+        ("core", built["core"][1].name, True),
+        ("a-plugin", built["a-plugin"][0].name, True),
+        ("a-plugin", built["a-plugin"][1].name, True),
+    ]
+    # Every file of both releases signed with one certificate, before the first upload.
+    assert index.count("fulcio") == 1
+    assert result.annotations == []
+
+
+def test_a_project_without_the_publisher_is_refused_by_name_and_the_other_stays_whole(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    built = monorepo(workspace)
+    index.publishers = [replace(default_publisher(), projects={"core"})]
+
+    result = run(env=BRANCH)
+
+    assert result.returncode == 1
+    assert index.files() == {p.name: sha256(p) for p in built["core"]}
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "No trusted publisher on a-plugin"
+    assert error.file == f"dist/{built['a-plugin'][0].name}"
+    assert "Add the same publisher" in error.message
+    assert releases(result.summary) == {"core 2.0.0": "complete", "a-plugin 0.3.0": "untouched"}
+    assert results(result.summary) == {
+        built["core"][0].name: "uploaded",
+        built["core"][1].name: "uploaded",
+        built["a-plugin"][0].name: "failed",
+        built["a-plugin"][1].name: "not uploaded",
+    }
+    assert json.loads(result.outputs["releases"]) == [
+        {"project": "core", "version": "2.0.0", "url": ""}
+    ]
+
+
+def test_a_stale_second_version_is_refused_before_any_request(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    monorepo(workspace)
+    stale = make_wheel(workspace / "dist", "core", "1.9.0")
+
+    result = run(env=BRANCH)
+
+    assert result.returncode == 1
+    assert index.beyond_github() == []
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "Several versions of one project"
+    assert stale.name in error.message
+    assert "`2.0.0`: `core-2.0.0-py3-none-any.whl`, `core-2.0.0.tar.gz`" in error.message
