@@ -14,7 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from oidc_publish.errors import ActionError, Diagnostic, Level
+from oidc_publish.errors import ActionError, Cancelled, Diagnostic, Level
+from oidc_publish.outcomes import Outcome
 from oidc_publish.runner import (
     ANNOTATIONS_PER_LEVEL,
     RunnerContext,
@@ -96,10 +97,15 @@ class Reporter:
     def finish(self, publication: Publication, error: ActionError | None) -> int:
         diagnostics = self.diagnostics + (error.diagnostics() if error else [])
         self._annotate(diagnostics)
-        summary = render_summary(publication, diagnostics, failed=bool(error))
+        summary = render_summary(
+            publication,
+            diagnostics,
+            failed=bool(error),
+            cancelled=isinstance(error, Cancelled),
+        )
         write_summary(self.context.summary_path, summary)
         write_outputs(self.context.output_path, render_outputs(publication))
-        return 1 if error else 0
+        return error.exit_code if error else 0
 
     def _annotate(self, diagnostics: Sequence[Diagnostic]) -> None:
         for level in Level:
@@ -145,10 +151,14 @@ def render_outputs(publication: Publication) -> dict[str, str]:
 
 
 def render_summary(
-    publication: Publication, diagnostics: Sequence[Diagnostic], *, failed: bool
+    publication: Publication,
+    diagnostics: Sequence[Diagnostic],
+    *,
+    failed: bool,
+    cancelled: bool = False,
 ) -> str:
     release = publication.release
-    lines = [f"## {_headline(publication, failed)}", ""]
+    lines = [f"## {_headline(publication, failed, cancelled)}", ""]
     if release and release.url and not failed and not publication.dry_run:
         lines += [f"Release: {release.url}", ""]
     if publication.attestations:
@@ -175,16 +185,18 @@ def render_summary(
             )
         lines.append("")
         if failed:
-            lines += [_what_is_where(publication), ""]
+            lines += [_what_is_where(publication, cancelled), ""]
     for diagnostic in diagnostics:
         lines += _section(diagnostic)
     return "\n".join(lines) + "\n"
 
 
-def _headline(publication: Publication, failed: bool) -> str:
+def _headline(publication: Publication, failed: bool, cancelled: bool) -> str:
     release = publication.release
     what = f"{release.name} {release.version}" if release else "distributions"
     where = f" to {release.index_name}" if release else ""
+    if cancelled:
+        return f"🛑 Publishing {what}{where} was cancelled"
     if publication.dry_run and not failed:
         return f"🧪 Dry run: {what} would be published{where}"
     if failed:
@@ -192,19 +204,26 @@ def _headline(publication: Publication, failed: bool) -> str:
     return f"✅ Published {what}{where}"
 
 
-def _what_is_where(publication: Publication) -> str:
+def _what_is_where(publication: Publication, cancelled: bool) -> str:
     results = publication.results
     there = [md_code(r.dist.filename) for r in results if r.outcome.on_index]
-    missing = [md_code(r.dist.filename) for r in results if not r.outcome.on_index]
+    flying = [md_code(r.dist.filename) for r in results if r.outcome is Outcome.IN_FLIGHT]
+    missing = [
+        md_code(r.dist.filename)
+        for r in results
+        if not r.outcome.on_index and r.outcome is not Outcome.IN_FLIGHT
+    ]
     parts = []
     if there:
         parts.append(f"On the index: {', '.join(there)}.")
+    if flying:
+        parts.append(f"In flight when cancelled, so perhaps on the index: {', '.join(flying)}.")
     if missing:
         parts.append(f"Not on the index: {', '.join(missing)}.")
-    if there and missing and not publication.dry_run:
+    if (there or flying) and missing and not publication.dry_run:
+        after = "" if cancelled else " after the fix"
         parts.append(
-            "Re-running this job after the fix uploads the rest; files already there are "
-            "recognised."
+            f"Re-running this job{after} uploads the rest; files already there are recognised."
         )
     return " ".join(parts)
 
