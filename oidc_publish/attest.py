@@ -129,7 +129,8 @@ def sign_all(
     life (seconds) an entry must have left to start, or a new certificate is fetched first.
 
     Raises `SigningFailed` when Sigstore does not sign (after retries for transient
-    failures) or the step runs out of time; exceptions from `identity_token` propagate.
+    failures) or the step runs out of time; exceptions from `identity_token` propagate. Once
+    the policy's stop is set, no request to Sigstore starts: `Cancelled`.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")

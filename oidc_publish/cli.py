@@ -7,6 +7,9 @@ are under way while the distributions are read, hashed and checked, and signing 
 mint finishes; a failure the user could have caused locally is still reported first, and no
 request is made before the checks that need none have passed. Heavy libraries are imported
 by the step that needs them, so a run that fails early fails fast.
+
+SIGINT and SIGTERM set the run's stop (stop.py) and end whatever the main thread waits on;
+the report follows, as after any other error.
 """
 
 from __future__ import annotations
@@ -14,20 +17,28 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from oidc_publish.errors import RUN_DEADLINE_MINUTES, ActionError, InternalError, RunTimedOut
+from oidc_publish.errors import (
+    RUN_DEADLINE_MINUTES,
+    ActionError,
+    Cancelled,
+    InternalError,
+    RunTimedOut,
+)
 from oidc_publish.report import Publication, Release, Reporter
 from oidc_publish.runner import RunnerContext
+from oidc_publish.stop import Stop
 
 if TYPE_CHECKING:
     import httpx
@@ -41,6 +52,7 @@ if TYPE_CHECKING:
     from oidc_publish.inputs import Inputs
     from oidc_publish.network import Pending, RetryPolicy
     from oidc_publish.simple_api import IndexedFile, ProjectPage
+    from oidc_publish.upload import Uploader
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,8 @@ class World:
     """GitHub's identity tokens; None asks GitHub through `id`."""
     run_deadline: float | None = RUN_DEADLINE_MINUTES * 60.0
     """Seconds the whole run may take; enforced with SIGALRM, so only in the main thread."""
+    stop: Stop = field(default_factory=Stop)
+    """The run's stop, set by SIGINT and SIGTERM (handled in the main thread); one per run."""
 
 
 def main(
@@ -61,28 +75,48 @@ def main(
     stdout: TextIO | None = None,
     world: World | None = None,
 ) -> int:
-    environ = os.environ if environ is None else environ
     world = world or World()
-    context = RunnerContext.from_env(environ)
-    reporter = Reporter(context, stdout or sys.stdout)
-    publication = Publication()
-    try:
-        with _deadline(world.run_deadline):
-            publish(environ, context, reporter, publication, world)
-    except ActionError as error:
-        if error.results:
+    with _cancelled_by_signals(world.stop) as interruptible:
+        environ = os.environ if environ is None else environ
+        context = RunnerContext.from_env(environ)
+        reporter = Reporter(context, stdout or sys.stdout)
+        publication = Publication()
+        error: ActionError | None = None
+        try:
+            with interruptible(), _deadline(world.run_deadline):
+                publish(environ, context, reporter, publication, world)
+        except ActionError as caught:
+            error = caught
+        except Exception:
+            import traceback
+
+            reporter.log(traceback.format_exc())
+            error = InternalError(
+                "The action failed unexpectedly; the traceback is in the log above.",
+                fix="Re-run the job; if it fails again, report it with the log attached.",
+            )
+        if error is not None and world.stop.is_set():
+            error = _as_cancelled(error, world.stop, reporter, publication)
+        if error is not None and error.results:
             publication.results = error.results
         return reporter.finish(publication, error)
-    except Exception:
-        import traceback
 
-        reporter.log(traceback.format_exc())
-        internal = InternalError(
-            "The action failed unexpectedly; the traceback is in the log above.",
-            fix="Re-run the job; if it fails again, report it with the log attached.",
-        )
-        return reporter.finish(publication, internal)
-    return reporter.finish(publication, None)
+
+def _as_cancelled(
+    error: ActionError, stop: Stop, reporter: Reporter, publication: Publication
+) -> Cancelled:
+    """Once the run is stopped, its report is the cancellation, whatever ended the steps."""
+    if isinstance(error, Cancelled):
+        cancelled = error
+    else:
+        # Most likely the interruption's own doing (a library that caught it); kept in the log.
+        reporter.log(f"After the cancellation: {error.title}: {error.message}")
+        cancelled = stop.error()
+        cancelled.results = error.results
+    if not cancelled.results:
+        # Stopped after the uploads reported: what they recorded is what is on the index.
+        cancelled.results = list(publication.results)
+    return cancelled
 
 
 def publish(
@@ -120,7 +154,7 @@ def publish(
     # index's page for its rules, then signing; the files are read and checked meanwhile.
     # The waits are the longest path, so they start first: the token exchange while the
     # HTTP client is still being made.
-    policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic)
+    policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic, stop=world.stop)
     made: Future[httpx.Client] = Future()
     exchange = _start_exchange(
         inputs,
@@ -189,8 +223,8 @@ def publish(
             ca_file=ca_bundle(environ),
         )
         with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
-            results = uploader.publish(releases, attestations)
-        publication.results = reconciler.with_urls(results)
+            _upload(uploader, releases, attestations, publication)
+        publication.results = reconciler.with_urls(publication.results)
         _store_on_github(
             inputs,
             publication,
@@ -258,6 +292,29 @@ def _store_on_github(
         reporter=reporter,
         wall=world.wall,
     )
+
+
+def _upload(
+    uploader: Uploader,
+    releases: Sequence[DistRelease],
+    attestations: dict[str, dict[str, Any]],
+    publication: Publication,
+) -> None:
+    """Every release, its results in `publication`; a cancellation says what may be on the
+    index."""
+    from oidc_publish.outcomes import FileResult, Outcome
+
+    try:
+        publication.results = uploader.publish(releases, attestations)
+    except Cancelled as cancelled:
+        # A file the uploads had not taken stock of when they stopped may be on the index.
+        known = {r.dist.filename: r for r in cancelled.results}
+        cancelled.results = [
+            known.get(d.filename) or FileResult(d, Outcome.IN_FLIGHT)
+            for release in releases
+            for d in release.files
+        ]
+        raise
 
 
 def _make_client(
@@ -509,6 +566,52 @@ def _start_exchange(
         return publishing
 
     return collect
+
+
+_CANCELLING = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _cancelled_by_signals(
+    stop: Stop,
+) -> Iterator[Callable[[], AbstractContextManager[None]]]:
+    """SIGINT and SIGTERM set `stop` until the block ends; within `interruptible()`, the
+    first also raises ``Cancelled`` in the main thread, ending whatever it waits on.
+
+    Handled explicitly, never left to the default disposition: as PID 1 in the container
+    the kernel drops a SIGTERM that has no handler. Signals the entry point held (blocked)
+    during its imports are delivered as soon as the handlers are in place; when the block
+    ends, the mask it found is restored, so a signal after the report waits for the exit.
+    """
+    interrupting = False
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        nonlocal interrupting
+        if stop.cancel(signum) and interrupting:
+            interrupting = False
+            raise stop.error()
+
+    @contextmanager
+    def interruptible() -> Iterator[None]:
+        nonlocal interrupting
+        interrupting = True
+        try:
+            stop.check()  # a signal that came before the steps began
+            yield
+        finally:
+            interrupting = False
+
+    if threading.current_thread() is not threading.main_thread():
+        yield interruptible
+        return
+    previous = {signum: signal.signal(signum, handle) for signum in _CANCELLING}
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, _CANCELLING)
+    try:
+        yield interruptible
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from); the instance carries what happened this time and the exact fix. ``report`
 from __future__ import annotations
 
 import enum
+import signal
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -50,6 +51,8 @@ class ActionError(Exception):
     code: ClassVar[str]
     title: ClassVar[str]
     explanation: ClassVar[str]
+    exit_code = 1
+    """The process's exit status when this error ends the run."""
 
     def __init__(
         self, message: str, *, fix: str, file: str | None = None, details: str = ""
@@ -262,6 +265,47 @@ class RunTimedOut(ActionError):
         "its size). Re-run the job: files already on the index are recognised and not "
         "uploaded twice."
     )
+
+
+class Cancelled(ActionError):
+    """SIGINT or SIGTERM: the job was cancelled. The exit status says which, as a shell would."""
+
+    code = "cancelled"
+    title = "The run was cancelled"
+    explanation = (
+        "The action got SIGINT or SIGTERM: the job was cancelled (by hand, by a newer run in "
+        "its concurrency group, or at its `timeout-minutes`), or the runner is shutting down. "
+        "No upload or signature starts after that; uploads under way are abandoned and the "
+        "run ends at once, with exit status 130 (SIGINT) or 143 (SIGTERM). The step summary "
+        "says which files are on the index; a file whose upload was under way may or may not "
+        "be there. Re-run the job: files already on the index are recognised and not uploaded "
+        "twice."
+    )
+
+    def __init__(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"The run was cancelled ({name}).",
+            fix="Re-run the job: it uploads the files that are not on the index and recognises "
+            "those that are.",
+        )
+        self.signal_name = name
+        self.exit_code = 128 + signum
+
+    def diagnostics(self) -> list[Diagnostic]:
+        cancelled, fix = f"The run was cancelled ({self.signal_name})", self.fix
+        if not self.results:
+            happened = f"{cancelled} before any upload: nothing was uploaded."
+        elif all(r.outcome.on_index for r in self.results):
+            happened = f"{cancelled} once every file was on the index; the step summary lists them."
+            fix = "Nothing is missing from the release; a re-run would find every file there."
+        else:
+            happened = (
+                f"{cancelled} during the uploads; none started after it. The step summary lists "
+                "the files on the index, those whose upload was under way (they may be there) "
+                "and those not uploaded."
+            )
+        return [Diagnostic(Level.ERROR, self.title, happened, fix)]
 
 
 # Guardrails.

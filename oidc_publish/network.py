@@ -3,7 +3,8 @@
 The policy is data, shared by the token exchange, Sigstore and the uploads. A call site
 decides what is transient by raising ``Transient``; anything else propagates at once. Only
 connection failures, timeouts, 5xx, 408 and 429 are transient: a 4xx means the request
-itself is wrong and sending it again cannot help.
+itself is wrong and sending it again cannot help. The policy carries the run's stop: once
+the run is cancelled, no attempt starts anywhere.
 
 Every request has a wall-clock deadline (a server that sends a byte every few seconds never
 trips a read timeout), every call a deadline over all its attempts, and every answer a size
@@ -25,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 from oidc_publish.errors import Diagnostic, IndexUnreachable, Level, UntrustedCertificate
 from oidc_publish.runner import log_quoted, md_code
+from oidc_publish.stop import Stop
 
 if TYPE_CHECKING:
     import httpx
@@ -57,6 +59,8 @@ class RetryPolicy:
     deadline: float = 300.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+    # The run's: once it is set no attempt starts, first or retry (`Cancelled` instead).
+    stop: Stop = field(default_factory=Stop, compare=False)
 
     def delay(self, failed_attempts: int, retry_after: float | None, rng: random.Random) -> float:
         """Full jitter on an exponential backoff; the server's `Retry-After` wins, capped."""
@@ -103,9 +107,11 @@ def retrying(
     waited = 0.0
     number = 1
     while True:
+        policy.stop.check()
         try:
             return attempt()
         except Transient as failure:
+            policy.stop.check()  # no retry notice, no wait: the run is over
             if number >= policy.attempts:
                 raise GaveUp(number, failure) from None
             delay = policy.delay(number, failure.retry_after, rng)

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from oidc_publish.errors import ActionError, Diagnostic, Level
+from oidc_publish.errors import ActionError, Cancelled, Diagnostic, Level
+from oidc_publish.outcomes import Outcome
 from oidc_publish.runner import (
     ANNOTATIONS_PER_LEVEL,
     SPAN_MAX_CHARS,
@@ -128,21 +129,29 @@ class Reporter:
         the exit code, which is the publication's whatever the rendering does."""
         diagnostics = self.diagnostics + (error.diagnostics() if error else [])
         failed = bool(error)
+        cancelled = isinstance(error, Cancelled)
         surfaces: list[tuple[str, Callable[[], None]]] = [
             ("annotations", lambda: self._annotate([self._shortened(d) for d in diagnostics])),
-            ("step summary", lambda: self._write_summary(publication, diagnostics, failed)),
+            (
+                "step summary",
+                lambda: self._write_summary(publication, diagnostics, failed, cancelled),
+            ),
             ("outputs", lambda: self._write_outputs(publication)),
         ]
         unwritten = [(what, problem) for what, write in surfaces if (problem := _attempt(write))]
         if unwritten:
             self._say_plainly(publication, unwritten)
-        return 1 if error else 0
+        return error.exit_code if error else 0
 
     def _write_summary(
-        self, publication: Publication, diagnostics: Sequence[Diagnostic], failed: bool
+        self,
+        publication: Publication,
+        diagnostics: Sequence[Diagnostic],
+        failed: bool,
+        cancelled: bool,
     ) -> None:
         shortened = [self._shortened(d, log=False) for d in diagnostics]
-        summary = render_summary(publication, shortened, failed=failed)
+        summary = render_summary(publication, shortened, failed=failed, cancelled=cancelled)
         write_summary(self.context.summary_path, self._console.clean(summary))
 
     def _write_outputs(self, publication: Publication) -> None:
@@ -266,10 +275,14 @@ def _https(url: str | None) -> str:
 
 
 def render_summary(
-    publication: Publication, diagnostics: Sequence[Diagnostic], *, failed: bool
+    publication: Publication,
+    diagnostics: Sequence[Diagnostic],
+    *,
+    failed: bool,
+    cancelled: bool = False,
 ) -> str:
     releases = publication.releases
-    lines = [f"## {_headline(publication, failed)}", ""]
+    lines = [f"## {_headline(publication, failed, cancelled)}", ""]
     single = releases[0] if len(releases) == 1 else None
     if single and single.url and not failed and not publication.dry_run:
         lines += [f"Release: {single.url}", ""]
@@ -300,7 +313,7 @@ def render_summary(
     elif publication.results:
         lines += [*_table(publication.results, index), ""]
     if publication.results and failed:
-        lines += [_what_is_where(publication), ""]
+        lines += [_what_is_where(publication, cancelled), ""]
     for diagnostic in diagnostics:
         lines += _section(diagnostic)
     return "\n".join(lines) + "\n"
@@ -346,7 +359,7 @@ def _attested(result: FileResult, index: str) -> str:
     return f"✅ {' · '.join(links)}" if links else "✅"
 
 
-def _headline(publication: Publication, failed: bool) -> str:
+def _headline(publication: Publication, failed: bool, cancelled: bool) -> str:
     releases = publication.releases
     if len(releases) == 1:
         what = releases[0].label
@@ -355,6 +368,8 @@ def _headline(publication: Publication, failed: bool) -> str:
     else:
         what = "distributions"
     where = f" to {publication.index_name}" if publication.index_name else ""
+    if cancelled:
+        return f"🛑 Publishing {what}{where} was cancelled"
     if publication.dry_run and not failed:
         return f"🧪 Dry run: {what} would be published{where}"
     if failed:
@@ -362,19 +377,26 @@ def _headline(publication: Publication, failed: bool) -> str:
     return f"✅ Published {what}{where}"
 
 
-def _what_is_where(publication: Publication) -> str:
+def _what_is_where(publication: Publication, cancelled: bool) -> str:
     results = publication.results
     there = [md_code(r.dist.filename) for r in results if r.outcome.on_index]
-    missing = [md_code(r.dist.filename) for r in results if not r.outcome.on_index]
+    flying = [md_code(r.dist.filename) for r in results if r.outcome is Outcome.IN_FLIGHT]
+    missing = [
+        md_code(r.dist.filename)
+        for r in results
+        if not r.outcome.on_index and r.outcome is not Outcome.IN_FLIGHT
+    ]
     parts = []
     if there:
         parts.append(f"On the index: {', '.join(there)}.")
+    if flying:
+        parts.append(f"In flight when cancelled, so perhaps on the index: {', '.join(flying)}.")
     if missing:
         parts.append(f"Not on the index: {', '.join(missing)}.")
-    if there and missing and not publication.dry_run:
+    if (there or flying) and missing and not publication.dry_run:
+        after = "" if cancelled else " after the fix"
         parts.append(
-            "Re-running this job after the fix uploads the rest; files already there are "
-            "recognised."
+            f"Re-running this job{after} uploads the rest; files already there are recognised."
         )
     return " ".join(parts)
 

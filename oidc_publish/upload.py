@@ -30,7 +30,7 @@ import requests_toolbelt
 from twine.repository import Repository
 
 from oidc_publish.diagnosis import upload_refusal
-from oidc_publish.errors import PYPI_STATUS_PAGE, ActionError, FileChanged
+from oidc_publish.errors import PYPI_STATUS_PAGE, ActionError, Cancelled, FileChanged
 from oidc_publish.network import (
     REQUEST_DEADLINE,
     SLOW_BYTES_PER_SECOND,
@@ -123,48 +123,76 @@ class Uploader:
     ) -> list[FileResult]:
         """Every file, in the release's order; on a permanent failure, no new file starts.
 
-        The error raised then carries each file's result.
+        The error raised then carries each file's result. So does ``Cancelled``, when the
+        run's stop is set: no new file starts, and the uploads under way are not waited for
+        (their files may or may not reach the index).
         """
         attested = attestations or {}
+        run = self._policy.stop
         results: list[FileResult | None] = [None] * len(dists)
+        started: set[int] = set()
         errors: dict[int, ActionError] = {}
-        stop = threading.Event()
+        failed = threading.Event()
+        # Held to start a file, and to take stock once stopped: a file is either started
+        # before the stop (in flight) or not at all.
+        starting = threading.Lock()
 
         def one(position: int) -> None:
             dist = dists[position]
-            if stop.is_set():
-                results[position] = FileResult(dist, Outcome.NOT_ATTEMPTED)
-                return
+            with starting:
+                if failed.is_set() or run.is_set():
+                    results[position] = FileResult(dist, Outcome.NOT_ATTEMPTED)
+                    return
+                started.add(position)
             try:
                 result = self._upload(dist, attested.get(dist.filename))
+            except Cancelled:
+                raise  # not this file's failure: the run's, whose stock is taken below
             except ActionError as error:
-                stop.set()
+                failed.set()
                 errors[position] = error
                 results[position] = FileResult(dist, Outcome.FAILED)
                 return
             results[position] = result
             self._reporter.log(f"{dist.filename}: {result.outcome}")
 
+        def so_far() -> list[FileResult]:
+            with starting:
+                return [
+                    result
+                    or FileResult(
+                        dist, Outcome.IN_FLIGHT if position in started else Outcome.NOT_ATTEMPTED
+                    )
+                    for position, (result, dist) in enumerate(zip(results, dists, strict=True))
+                ]
+
+        pool = None
         try:
             if dists:
                 one(0)
             if len(dists) > 1:
-                with concurrent.futures.ThreadPoolExecutor(
+                pool = concurrent.futures.ThreadPoolExecutor(
                     self._workers, thread_name_prefix="upload"
-                ) as pool:
-                    list(pool.map(one, range(1, len(dists))))
+                )
+                for _ in pool.map(one, range(1, len(dists))):
+                    pass
+            done = so_far()
+            if errors:
+                first, *others = (errors[p] for p in sorted(errors))
+                for other in others:
+                    for diagnostic in other.diagnostics():
+                        self._reporter.add(diagnostic)
+                first.results = done
+                raise first
+            run.check()
+        except Cancelled as cancelled:
+            cancelled.results = so_far()
+            raise
         finally:
+            if pool is not None:
+                # Never `with`: its exit would wait for every upload under way.
+                pool.shutdown(wait=False, cancel_futures=True)
             self._close()
-        done = [
-            r or FileResult(d, Outcome.NOT_ATTEMPTED) for r, d in zip(results, dists, strict=True)
-        ]
-        if errors:
-            first, *others = (errors[p] for p in sorted(errors))
-            for other in others:
-                for diagnostic in other.diagnostics():
-                    self._reporter.add(diagnostic)
-            first.results = done
-            raise first
         return done
 
     def _upload(self, dist: Distribution, attestation: object | None) -> FileResult:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ class Run(Protocol):
         python: str = ...,
         entrypoint: Path = ...,
         timeout: float = ...,
+        meanwhile: Callable[[subprocess.Popen[str]], None] | None = ...,
     ) -> ActionRun: ...
 
 

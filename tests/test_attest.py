@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from oidc_publish.attest import TRUST_CONFIG_VARIABLE, sign_all
-from oidc_publish.errors import SigningFailed
+from oidc_publish.attest import TRUST_CONFIG_VARIABLE, File, sign_all
+from oidc_publish.errors import Cancelled, SigningFailed
 from oidc_publish.network import Transient
+from oidc_publish.stop import Stop
 from tests.inprocess import PATIENCE, SIGNING_POLICY, FakeTime, Journal, Sleeps, attest
 from tests.localindex import identity
 from tests.localindex.clients import id_token
@@ -177,6 +179,38 @@ def test_concurrent_entries_never_exceed_the_workers(signing: LocalIndex, tmp_pa
 
     assert len(signed) == 18
     assert 1 <= index.sigstore.max_in_flight <= 3
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """A file whose signing, as it starts, finds the run stopped."""
+
+    path: Path
+    stop: Stop
+
+    @property
+    def sha256(self) -> str:
+        self.stop.cancel(signal.SIGTERM)
+        return sha256(self.path)
+
+
+def test_no_log_entry_starts_once_the_run_is_stopped(signing: LocalIndex, tmp_path: Path) -> None:
+    index = signing
+    first, second, third = wheels(tmp_path, 3)
+    stop = Stop()
+
+    with pytest.raises(Cancelled):
+        sign_all(
+            [File(first, sha256(first)), Stopping(second, stop), File(third, sha256(third))],
+            identity_token=lambda: id_token(index, "sigstore"),
+            environ={TRUST_CONFIG_VARIABLE: str(index.sigstore_trust_config)},
+            policy=replace(SIGNING_POLICY, stop=stop),
+            reporter=Journal(),
+            workers=1,
+        )
+
+    assert index.count("rekor") == 1
+    assert index.sigstore.entries == 1
 
 
 def test_an_unreadable_trust_config_is_one_error(signing: LocalIndex, tmp_path: Path) -> None:

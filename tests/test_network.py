@@ -5,6 +5,7 @@ caps, redirects, hostile reason phrases and headers)."""
 from __future__ import annotations
 
 import random
+import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -13,7 +14,7 @@ import httpx
 import pytest
 import requests
 
-from oidc_publish.errors import IndexUnreachable, Level
+from oidc_publish.errors import Cancelled, IndexUnreachable, Level
 from oidc_publish.network import (
     MAX_PAGE_BYTES,
     GaveUp,
@@ -29,6 +30,7 @@ from oidc_publish.network import (
     send,
 )
 from oidc_publish.report import Publication
+from oidc_publish.stop import Stop
 from tests.inprocess import PATIENCE, UNAVAILABLE, Clock, Journal, Sleeps, http_client, index_client
 from tests.localindex.server import Fault, LocalIndex
 
@@ -121,6 +123,35 @@ def test_a_call_has_a_deadline_over_all_its_attempts() -> None:
     with pytest.raises(GaveUp):
         script.run(RetryPolicy(attempts=100, cap=30, budget=1000, deadline=25))
     assert script.waits == [10, 10]
+
+
+def test_no_attempt_starts_once_the_run_is_stopped() -> None:
+    stop = Stop()
+    stop.cancel(signal.SIGTERM)
+    script = Script(failures=0)
+
+    with pytest.raises(Cancelled) as caught:
+        script.run(RetryPolicy(stop=stop))
+
+    assert script.calls == 0
+    assert caught.value.exit_code == 143
+
+
+def test_a_stop_during_an_attempt_ends_the_call_without_a_retry() -> None:
+    stop = Stop()
+    sleeps = Sleeps()
+    notices: list[RetryNotice] = []
+
+    def attempt() -> None:
+        stop.cancel(signal.SIGINT)  # arrives while the request is out; it then fails
+        raise Transient("HTTP 503")
+
+    with pytest.raises(Cancelled) as caught:
+        retrying(attempt, RetryPolicy(sleep=sleeps, stop=stop), notices.append)
+
+    assert caught.value.exit_code == 130
+    assert notices == []
+    assert sleeps.waits == []
 
 
 def test_retry_after_formats() -> None:

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from oidc_publish.dists import SDIST, WHEEL, Distribution, Folder
 from oidc_publish.errors import (
     ActionError,
+    Cancelled,
     Diagnostic,
     Level,
     ProjectNotAcceptingUploads,
@@ -145,6 +147,49 @@ def test_a_file_the_listing_vouches_for_says_so_and_counts_as_published(tmp_path
         }
     ]
     assert outputs["release-url"] == RELEASE.url
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_cancelled_run_exits_as_a_shell_reports_the_signal_and_says_what_may_be_there(
+    tmp_path: Path, signum: int, code: int
+) -> None:
+    summary_file, output_file = tmp_path / "summary", tmp_path / "output"
+    context = RunnerContext.from_env(
+        {"GITHUB_STEP_SUMMARY": str(summary_file), "GITHUB_OUTPUT": str(output_file)}
+    )
+    up, flying, left = (dist(tmp_path, f"sample_project-1.0.0-py3{n}-none-any.whl") for n in "012")
+    error = Cancelled(signum)
+    error.results = [
+        FileResult(up, Outcome.UPLOADED),
+        FileResult(flying, Outcome.IN_FLIGHT),
+        FileResult(left, Outcome.NOT_ATTEMPTED),
+    ]
+    stdout = io.StringIO()
+
+    exit_code = Reporter(context, stdout).finish(
+        Publication(index_name="PyPI", releases=[RELEASE], results=error.results), error
+    )
+
+    assert exit_code == code
+    summary = summary_file.read_text()
+    assert summary.startswith("## 🛑 Publishing sample-project 1.0.0 to PyPI was cancelled\n")
+    assert "Release: " not in summary
+    assert [row[4] for row in table_lines(summary)[2:]] == [
+        "uploaded",
+        "in flight when cancelled: may be on the index; a re-run recognises it",
+        "not uploaded",
+    ]
+    assert (
+        f"On the index: `{up.filename}`. In flight when cancelled, so perhaps on the index: "
+        f"`{flying.filename}`. Not on the index: `{left.filename}`. Re-running this job uploads "
+        "the rest; files already there are recognised." in summary
+    )
+    assert [f["name"] for f in json.loads(parse_outputs(output_file.read_text())["files"])] == [
+        up.filename
+    ]
+    [annotation], _ = parse_commands(stdout.getvalue().splitlines())
+    assert annotation.title == "The run was cancelled"
+    assert f"({signal.Signals(signum).name}) during the uploads" in annotation.message
 
 
 @pytest.mark.parametrize(("level", "plural"), [(Level.NOTICE, "notices"), (Level.ERROR, "errors")])

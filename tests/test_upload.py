@@ -8,6 +8,7 @@ code logs (see tests/inprocess.py), never by timers.
 from __future__ import annotations
 
 import secrets
+import signal
 import threading
 import time
 import tracemalloc
@@ -21,11 +22,12 @@ import pytest
 
 from oidc_publish.credentials import ApiToken, Credential, TrustedPublishing
 from oidc_publish.dists import Distribution
-from oidc_publish.errors import ActionError, FileChanged, Level, UploadRejected
+from oidc_publish.errors import ActionError, Cancelled, FileChanged, Level, UploadRejected
 from oidc_publish.index_urls import Index
 from oidc_publish.outcomes import FileResult, Outcome
 from oidc_publish.reconcile import Reconciler
 from oidc_publish.report import Publication
+from oidc_publish.stop import Stop
 from oidc_publish.upload import Uploader
 from tests.inprocess import (
     PATIENCE,
@@ -90,14 +92,19 @@ class Rig:
         return trusted_publishing(self.index, self.reporter, self.http, self.sleeps, clock=clock)
 
     def uploader(
-        self, credential: Credential, *, workers: int = 4, skip_existing: bool = False
+        self,
+        credential: Credential,
+        *,
+        workers: int = 4,
+        skip_existing: bool = False,
+        stop: Stop | None = None,
     ) -> Uploader:
         holdings = index_client(self.index, self.reporter, self.http, self.sleeps)
         reconciler = Reconciler(holdings, skip_existing=skip_existing, reporter=self.reporter)
         return Uploader(
             index=Index(self.index.upload_url),
             credential=credential,
-            policy=policy(self.sleeps),
+            policy=policy(self.sleeps, stop=stop or Stop()),
             reporter=self.reporter,
             on_exists=reconciler.name_taken,
             ca_file=str(self.index.ca_pem),
@@ -405,6 +412,38 @@ def test_bytes_appended_after_hashing_are_not_sent(rig: Rig) -> None:
     assert [r.outcome for r in results] == [Outcome.UPLOADED]
     # What the index holds is what was hashed, checked and reported.
     assert rig.index.files() == {wheel.filename: wheel.sha256}
+
+
+def test_a_stop_while_files_are_in_flight_starts_no_other_and_says_what_is_on_the_index(
+    rig: Rig,
+) -> None:
+    dists = rig.release()
+    first, second, third, *rest = dists
+    stop = Stop()
+    third_started = threading.Event()
+
+    # The second and third files are both under way when the run stops, as the third starts.
+    def stop_the_run() -> None:
+        stop.cancel(signal.SIGTERM)
+        third_started.set()
+
+    def after_the_third() -> None:
+        assert third_started.wait(PATIENCE)
+
+    late_second = gated(second, after_the_third)
+    uploader = rig.uploader(rig.api_token(), workers=2, stop=stop)
+
+    with pytest.raises(Cancelled) as caught:
+        uploader.upload_all([first, late_second, gated(third, stop_the_run), *rest])
+
+    # Nothing interrupted this thread, so the uploads under way were waited for; no other
+    # file started.
+    assert [(r.dist.filename, r.outcome) for r in caught.value.results] == [
+        *((d.filename, Outcome.UPLOADED) for d in (first, second, third)),
+        *((d.filename, Outcome.NOT_ATTEMPTED) for d in rest),
+    ]
+    assert rig.index.count("upload") == 3
+    assert rig.index.files() == on_index([first, second, third])
 
 
 def test_files_already_there_are_judged_by_their_hash(rig: Rig) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping, MutableMapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 
 __all__ = ["CommandFailed", "isolate_pip", "pip_free_env", "run"]
@@ -63,24 +64,47 @@ def run(
     cwd: Path | None = None,
     timeout: float | None = None,
     check: bool = True,
+    meanwhile: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Runs `command` without input, its output captured as text; raises CommandFailed
-    on a non-zero exit when `check`."""
+    on a non-zero exit when `check`.
+
+    `meanwhile` is called, in a thread of its own, with the running process (to signal it,
+    say) while its output is collected; what it raises is raised here once the process
+    has ended.
+    """
     argv = [str(part) for part in command]
-    done = subprocess.run(
+    failures: list[BaseException] = []
+
+    def act(process: subprocess.Popen[str]) -> None:
+        try:
+            if meanwhile is not None:
+                meanwhile(process)
+        except BaseException as failure:
+            failures.append(failure)
+
+    with subprocess.Popen(
         argv,
         env=None if env is None else dict(env),
         cwd=cwd,
         stdin=subprocess.DEVNULL,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         encoding="utf-8",
         errors="replace",
-        timeout=timeout,
-        check=False,
-    )
-    if check and done.returncode != 0:
-        raise CommandFailed(
-            f"{shlex.join(argv)} exited {done.returncode}\n{done.stdout}{done.stderr}"
-        )
-    return done
+    ) as process:
+        helper = threading.Thread(target=act, args=(process,), daemon=True)
+        helper.start()
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+        helper.join(timeout)
+    if failures:
+        raise failures[0]
+    if check and process.returncode != 0:
+        raise CommandFailed(f"{shlex.join(argv)} exited {process.returncode}\n{stdout}{stderr}")
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,7 @@ def run_action(
     python: str = sys.executable,
     entrypoint: Path = ENTRYPOINT,
     timeout: float = 120,
+    meanwhile: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> ActionRun:
     """Runs the action in `workspace` against `index`.
 
@@ -119,6 +121,8 @@ def run_action(
     `sigstore=True` points the action's signing at the index's local Sigstore
     (OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG); without it, signing would go to Sigstore's
     public instance, which the index's CA, the only one trusted, keeps out of reach.
+    `meanwhile` is called with the running process, in a thread of its own: to cancel
+    the job, as the runner does, with a signal.
     """
     # The runner's own directories, like /github/file_commands and /github/home.
     runner = Path(tempfile.mkdtemp(prefix="runner-", dir=workspace.parent))
@@ -163,7 +167,14 @@ def run_action(
         else:
             environ[name] = value
 
-    completed = run([python, entrypoint], env=environ, cwd=workspace, timeout=timeout, check=False)
+    completed = run(
+        [python, entrypoint],
+        env=environ,
+        cwd=workspace,
+        timeout=timeout,
+        check=False,
+        meanwhile=meanwhile,
+    )
     outputs_raw = output_file.read_text(encoding="utf-8")
     reading = read_log([*split_lines(completed.stdout), *split_lines(completed.stderr)])
     return ActionRun(

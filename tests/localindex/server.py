@@ -20,8 +20,9 @@
 - any other WSGI app mounted under a path prefix (`mount()`).
 
 Tests reconfigure it through its attributes, script failures with `faults()`, read
-what happened in `log`, and call `reset()` between tests. The HTTPS plumbing is in
-transport.py, the multipart parser in multipart.py, PyPI's rules in pypi.py.
+what happened in `log` (or wait on it with `wait_for()`), and call `reset()` between
+tests. The HTTPS plumbing is in transport.py, the multipart parser in multipart.py, PyPI's
+rules in pypi.py.
 """
 
 from __future__ import annotations
@@ -368,7 +369,7 @@ class LocalIndex:
             raise ValueError(f"faults cannot be scripted for {endpoint!r}")
         self._requests.add_faults(endpoint, faults)
 
-    def count(self, endpoint: str, status: int | Literal["reset"] | None = None) -> int:
+    def count(self, endpoint: str, status: int | Literal["reset", "held"] | None = None) -> int:
         return sum(
             1
             for entry in self.log
@@ -380,6 +381,20 @@ class LocalIndex:
         its first request to the index or Sigstore must not have made. (The identity token,
         asked of GitHub alone, may be under way before the inputs are read.)"""
         return [entry for entry in self.log if entry.endpoint != "id-token"]
+
+    def wait_for(self, condition: Callable[[list[LogEntry]], bool], timeout: float = 30.0) -> None:
+        """Blocks until the log satisfies `condition`; a held request is logged as it arrives.
+
+        `condition` is called with the log's lock held: it only reads. AssertionError, with
+        the log, after `timeout` seconds.
+        """
+        if not self._requests.wait_for(condition, timeout):
+            raise AssertionError(f"the index's log never got there: {self.log}")
+
+    def release_held(self) -> None:
+        """Ends every request held so far (`Fault.hold`): each is dropped unanswered, as a
+        connection the server closes."""
+        self._requests.release()
 
     def files(self) -> dict[str, str]:
         """The stored distributions: filename -> sha256."""

@@ -1,9 +1,10 @@
 """The local index's HTTPS plumbing: TLS, WSGI, request bodies, scripted faults, the log.
 
 `HttpsServer` serves one WSGI app over TLS on 127.0.0.1, one thread per connection.
-`Requests` holds what every request shares: the log, the queued faults per endpoint,
-and a cancellation that `reset()` fires, so requests still waiting (delayed, throttled,
-dripping) end unanswered and unlogged. `Exchange` is one request as a handler sees it.
+`Requests` holds what every request shares: the log (which a test can wait on), the
+queued faults per endpoint, and a cancellation that `reset()` fires, so requests still
+waiting (delayed, throttled, dripping, held) end unanswered and unlogged. `Exchange` is one
+request as a handler sees it.
 Nothing here knows PyPI: see pypi.py for its rules and server.py for the routes.
 """
 
@@ -68,7 +69,7 @@ class Received:
 class Fault:
     """A scripted misbehaviour, acted out instead of one normal answer."""
 
-    action: Literal["status", "reset", "delay", "drip", "huge", "cut", "redirect", "echo"]
+    action: Literal["status", "reset", "delay", "drip", "huge", "cut", "redirect", "echo", "hold"]
     code: int = 200
     reason: str = ""
     body: bytes = b""
@@ -131,6 +132,13 @@ class Fault:
         return cls("delay", seconds=seconds)
 
     @classmethod
+    def hold(cls) -> Fault:
+        """Read the body, log the request at once (status "held"), and answer nothing until
+        `release_held()` or a reset drops it: a request in flight for as long as a test
+        needs, which the test can see arrive."""
+        return cls("hold")
+
+    @classmethod
     def drip(
         cls, size: int, every: float, code: int = 200, content_type: str = "application/json"
     ) -> Fault:
@@ -190,7 +198,7 @@ class LogEntry(NamedTuple):
     endpoint: str
     method: str
     path: str
-    status: int | Literal["reset"]
+    status: int | Literal["reset", "held"]
 
 
 class Dropped(Exception):
@@ -207,9 +215,11 @@ class Requests:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.log: list[LogEntry] = []
+        self._changed = threading.Condition(self.lock)
         self._faults: dict[str, deque[Fault]] = {}
         self._generation = 0
         self._cancelled = threading.Event()
+        self._releases = 0
 
     def session(self) -> tuple[int, threading.Event]:
         with self.lock:
@@ -219,6 +229,23 @@ class Requests:
         with self.lock:
             if generation == self._generation:
                 self.log.append(entry)
+                self._changed.notify_all()
+
+    def wait_for(self, condition: Callable[[list[LogEntry]], bool], timeout: float) -> bool:
+        """Whether the log satisfied `condition` (called with the lock held) in time."""
+        with self._changed:
+            return self._changed.wait_for(lambda: condition(self.log), timeout)
+
+    def hold(self, cancelled: threading.Event) -> None:
+        """Blocks until release() or the end of the request's session (`cancelled`)."""
+        with self._changed:
+            releases = self._releases
+            self._changed.wait_for(lambda: self._releases != releases or cancelled.is_set())
+
+    def release(self) -> None:
+        with self._changed:
+            self._releases += 1
+            self._changed.notify_all()
 
     def add_faults(self, endpoint: str, faults: Iterable[Fault]) -> None:
         with self.lock:
@@ -237,10 +264,12 @@ class Requests:
             self._generation += 1
             self._faults.clear()
             self.log.clear()
+            self._changed.notify_all()
 
     def cancel(self) -> None:
         with self.lock:
             self._cancelled.set()
+            self._changed.notify_all()
 
 
 class Exchange:
@@ -301,6 +330,12 @@ class Exchange:
                 target = fault.location or self.path + (f"?{query}" if query else "")
                 location = f"http://127.0.0.1:{port}{target}"
                 return self.page(fault.code, fault.reason, [("Location", location)])
+            case "hold":
+                self.read_body()
+                entry = LogEntry(self.endpoint, self.method, self.path, "held")
+                self._requests.record(self._generation, entry)
+                self._requests.hold(self._cancelled)
+                raise Dropped
         self.wait(fault.seconds)
         return None
 
