@@ -199,32 +199,22 @@ def publish(
 
         credential = exchange()
         reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
+        attestations: dict[str, dict[str, Any]] = {}
         if inputs.dry_run:
             publication.results = reconciler.rehearse(dists)
-            _store_on_github(
-                inputs,
-                publication,
-                {},
-                environ=environ,
-                context=context,
-                reporter=reporter,
-                http=http,
+        else:
+            attestations = signing.result() if signing else {}
+            uploader = Uploader(
+                index=index,
+                credential=credential,
                 policy=policy,
-                world=world,
+                reporter=reporter,
+                on_exists=reconciler.name_taken,
+                ca_file=ca_bundle(environ),
             )
-            return
-        attestations = signing.result() if signing else {}
-        uploader = Uploader(
-            index=index,
-            credential=credential,
-            policy=policy,
-            reporter=reporter,
-            on_exists=reconciler.name_taken,
-            ca_file=ca_bundle(environ),
-        )
-        with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
-            _upload(uploader, releases, attestations, publication)
-        publication.results = reconciler.with_urls(publication.results)
+            with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
+                _upload(uploader, releases, attestations, publication)
+            publication.results = reconciler.with_urls(publication.results)
         _store_on_github(
             inputs,
             publication,
@@ -236,7 +226,7 @@ def publish(
             policy=policy,
             world=world,
         )
-        if inputs.wait_until_installable:
+        if inputs.wait_until_installable and not inputs.dry_run:
             _wait_until_installable(holdings, publication, reporter, world)
     finally:
         http.close()
