@@ -130,7 +130,7 @@ def sign_all(
 
     Raises `SigningFailed` when Sigstore does not sign (after retries for transient
     failures) or the step runs out of time; exceptions from `identity_token` propagate. Once
-    the policy's stop is set, no request to Sigstore starts: `Cancelled`.
+    the policy's stop is set, no request to Sigstore starts: the stop's error instead.
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")

@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from oidc_publish.errors import (
     RUN_DEADLINE_MINUTES,
     ActionError,
-    Cancelled,
     InternalError,
     RunTimedOut,
+    Stopped,
 )
 from oidc_publish.report import Publication, Release, Reporter
 from oidc_publish.runner import RunnerContext
@@ -83,7 +83,7 @@ def main(
         publication = Publication()
         error: ActionError | None = None
         try:
-            with interruptible(), _deadline(world.run_deadline):
+            with interruptible(), _deadline(world.run_deadline, world.stop):
                 publish(environ, context, reporter, publication, world)
         except ActionError as caught:
             error = caught
@@ -96,27 +96,28 @@ def main(
                 fix="Re-run the job; if it fails again, report it with the log attached.",
             )
         if error is not None and world.stop.is_set():
-            error = _as_cancelled(error, world.stop, reporter, publication)
+            error = _as_stopped(error, world.stop, reporter, publication)
         if error is not None and error.results:
             publication.results = error.results
         return reporter.finish(publication, error)
 
 
-def _as_cancelled(
+def _as_stopped(
     error: ActionError, stop: Stop, reporter: Reporter, publication: Publication
-) -> Cancelled:
-    """Once the run is stopped, its report is the cancellation, whatever ended the steps."""
-    if isinstance(error, Cancelled):
-        cancelled = error
+) -> Stopped:
+    """Once the run is stopped (a cancellation, its deadline), its report is the stop,
+    whatever ended the steps."""
+    if isinstance(error, Stopped):
+        stopped = error
     else:
         # Most likely the interruption's own doing (a library that caught it); kept in the log.
-        reporter.log(f"After the cancellation: {error.title}: {error.message}")
-        cancelled = stop.error()
-        cancelled.results = error.results
-    if not cancelled.results:
+        reporter.log(f"After the run was stopped: {error.title}: {error.message}")
+        stopped = stop.error()
+        stopped.results = error.results
+    if not stopped.results:
         # Stopped after the uploads reported: what they recorded is what is on the index.
-        cancelled.results = list(publication.results)
-    return cancelled
+        stopped.results = list(publication.results)
+    return stopped
 
 
 def publish(
@@ -296,10 +297,10 @@ def _upload(
 
     try:
         publication.results = uploader.publish(releases, attestations)
-    except Cancelled as cancelled:
+    except Stopped as stopped:
         # A file the uploads had not taken stock of when they stopped may be on the index.
-        known = {r.dist.filename: r for r in cancelled.results}
-        cancelled.results = [
+        known = {r.dist.filename: r for r in stopped.results}
+        stopped.results = [
             known.get(d.filename) or FileResult(d, Outcome.IN_FLIGHT)
             for release in releases
             for d in release.files
@@ -605,18 +606,23 @@ def _cancelled_by_signals(
 
 
 @contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
-    """Ends the run with ``RunTimedOut`` after `seconds`, whatever it is waiting on."""
+def _deadline(seconds: float | None, stop: Stop) -> Iterator[None]:
+    """Ends the run with ``RunTimedOut`` after `seconds`, whatever it is waiting on: the
+    run's stop is set, as a cancellation sets it, so no new work starts in any thread."""
     if seconds is None or not hasattr(signal, "SIGALRM"):
         yield
         return
 
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise RunTimedOut(
+    def timed_out() -> RunTimedOut:
+        return RunTimedOut(
             f"The run did not finish within {seconds / 60:.0f} minutes.",
             fix="Re-run the job; files already on the index are recognised and not uploaded "
             "twice. If the index is this slow every time, publish fewer files per run.",
         )
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        if stop.halt(timed_out):
+            raise stop.error()
 
     previous = signal.signal(signal.SIGALRM, expire)
     started = time.monotonic()

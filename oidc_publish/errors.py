@@ -255,19 +255,25 @@ class UnexpectedResponse(ActionError):
     )
 
 
-class RunTimedOut(ActionError):
+class Stopped(ActionError):
+    """The run was stopped from outside its steps (its deadline, a signal): nothing new
+    starts, work under way is abandoned, and the error carries what is on the index."""
+
+
+class RunTimedOut(Stopped):
     code = "run-timed-out"
     title = "The run took too long"
     explanation = (
         f"A run gives up after {RUN_DEADLINE_MINUTES} minutes, every file and retry included, "
         "so a server that answers a byte at a time cannot hold the job until GitHub's own "
         "six-hour limit. Each request has its own deadline as well (an upload's grows with "
-        "its size). Re-run the job: files already on the index are recognised and not "
-        "uploaded twice."
+        "its size). When the deadline passes no new upload starts, and the step summary says "
+        "which files are on the index. Re-run the job: files already on the index are "
+        "recognised and not uploaded twice."
     )
 
 
-class Cancelled(ActionError):
+class Cancelled(Stopped):
     """SIGINT or SIGTERM: the job was cancelled. The exit status says which, as a shell would."""
 
     code = "cancelled"

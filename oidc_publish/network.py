@@ -59,7 +59,7 @@ class RetryPolicy:
     deadline: float = 300.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
-    # The run's: once it is set no attempt starts, first or retry (`Cancelled` instead).
+    # The run's: once it is set no attempt starts, first or retry (the stop's error instead).
     stop: Stop = field(default_factory=Stop, compare=False)
 
     def delay(self, failed_attempts: int, retry_after: float | None, rng: random.Random) -> float:

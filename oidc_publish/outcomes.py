@@ -17,7 +17,7 @@ class Outcome(enum.StrEnum):
     UNCONFIRMED = "skipped: the index's listing could not be read"
     WOULD_UPLOAD = "would upload (dry run)"
     FAILED = "failed"
-    IN_FLIGHT = "in flight when cancelled: may be on the index; a re-run recognises it"
+    IN_FLIGHT = "in flight when the run stopped: may be on the index; a re-run recognises it"
     NOT_ATTEMPTED = "not uploaded"
 
     @property

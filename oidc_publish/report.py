@@ -390,7 +390,9 @@ def _what_is_where(publication: Publication, cancelled: bool) -> str:
     if there:
         parts.append(f"On the index: {', '.join(there)}.")
     if flying:
-        parts.append(f"In flight when cancelled, so perhaps on the index: {', '.join(flying)}.")
+        parts.append(
+            f"In flight when the run stopped, so perhaps on the index: {', '.join(flying)}."
+        )
     if missing:
         parts.append(f"Not on the index: {', '.join(missing)}.")
     if (there or flying) and missing and not publication.dry_run:

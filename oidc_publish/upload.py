@@ -30,7 +30,7 @@ import requests_toolbelt
 from twine.repository import Repository
 
 from oidc_publish.diagnosis import upload_refusal
-from oidc_publish.errors import PYPI_STATUS_PAGE, ActionError, Cancelled, FileChanged
+from oidc_publish.errors import PYPI_STATUS_PAGE, ActionError, FileChanged, Stopped
 from oidc_publish.network import (
     REQUEST_DEADLINE,
     SLOW_BYTES_PER_SECOND,
@@ -123,9 +123,9 @@ class Uploader:
     ) -> list[FileResult]:
         """Every file, in the release's order; on a permanent failure, no new file starts.
 
-        The error raised then carries each file's result. So does ``Cancelled``, when the
-        run's stop is set: no new file starts, and the uploads under way are not waited for
-        (their files may or may not reach the index).
+        The error raised then carries each file's result. So does the stop's error (a
+        cancellation, the run's deadline) once the run's stop is set: no new file starts, and
+        the uploads under way are not waited for (their files may or may not reach the index).
         """
         attested = attestations or {}
         run = self._policy.stop
@@ -146,7 +146,7 @@ class Uploader:
                 started.add(position)
             try:
                 result = self._upload(dist, attested.get(dist.filename))
-            except Cancelled:
+            except Stopped:
                 raise  # not this file's failure: the run's, whose stock is taken below
             except ActionError as error:
                 failed.set()
@@ -185,8 +185,8 @@ class Uploader:
                 first.results = done
                 raise first
             run.check()
-        except Cancelled as cancelled:
-            cancelled.results = so_far()
+        except Stopped as stopped:
+            stopped.results = so_far()
             raise
         finally:
             if pool is not None:

@@ -25,7 +25,7 @@ from tests.localindex.server import Fault, LocalIndex
 from tests.summary import results
 from tests.test_cli import PROMPTLY, SIGNALS, held, release_of
 
-IN_FLIGHT = "in flight when cancelled: may be on the index; a re-run recognises it"
+IN_FLIGHT = "in flight when the run stopped: may be on the index; a re-run recognises it"
 
 
 def cancel(

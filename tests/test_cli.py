@@ -302,7 +302,7 @@ def test_a_signal_during_the_first_upload_abandons_it_and_says_so(
         sdist.name: Outcome.NOT_ATTEMPTED,
     }
     assert (
-        f"In flight when cancelled, so perhaps on the index: `{wheel.name}`. "
+        f"In flight when the run stopped, so perhaps on the index: `{wheel.name}`. "
         f"Not on the index: `{sdist.name}`." in run.summary.read_text()
     )
     assert run.files_output() == []
@@ -361,3 +361,29 @@ def test_a_signal_while_waiting_until_installable_reports_the_release_as_publish
         sdist.name: Outcome.UPLOADED,
     }
     assert run.files_output() == [wheel.name, sdist.name]
+
+
+def test_the_deadline_during_the_parallel_uploads_starts_no_other_and_names_what_is_on_the_index(
+    index: LocalIndex, workspace: Path
+) -> None:
+    first, *flying, last = release_of(workspace, 5)
+    # The first file goes up; the four workers' uploads are held until the deadline passes.
+    index.faults("upload", Fault.delay(0), *[Fault.hold()] * len(flying))
+    before = set(threading.enumerate())
+    run = Run(index, workspace)
+    world = identity(index)
+
+    code = run(World(identity=world.identity, run_deadline=1.0), attestations="false")
+
+    assert code == 1
+    assert "did not finish within" in run.annotations()["The run took too long"]
+    assert results(run.summary.read_text()) == {
+        first.name: Outcome.UPLOADED,
+        **{path.name: Outcome.IN_FLIGHT for path in flying},
+        last.name: Outcome.NOT_ATTEMPTED,
+    }
+    assert run.files_output() == [first.name]
+    settle(index, before)
+    # The deadline stops the run as a cancellation does: the last file never started.
+    assert index.count("upload") == 1 + len(flying)
+    assert index.files() == {first.name: sha256(first)}

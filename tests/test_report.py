@@ -176,11 +176,11 @@ def test_a_cancelled_run_exits_as_a_shell_reports_the_signal_and_says_what_may_b
     assert "Release: " not in summary
     assert [row[4] for row in table_lines(summary)[2:]] == [
         "uploaded",
-        "in flight when cancelled: may be on the index; a re-run recognises it",
+        "in flight when the run stopped: may be on the index; a re-run recognises it",
         "not uploaded",
     ]
     assert (
-        f"On the index: `{up.filename}`. In flight when cancelled, so perhaps on the index: "
+        f"On the index: `{up.filename}`. In flight when the run stopped, so perhaps on the index: "
         f"`{flying.filename}`. Not on the index: `{left.filename}`. Re-running this job uploads "
         "the rest; files already there are recognised." in summary
     )
