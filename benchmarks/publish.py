@@ -1,4 +1,5 @@
-"""The action against `twine upload` and a bare `curl` upload, on one local index.
+"""The action against `twine upload`, a bare `curl` upload and `uv publish`, on one local
+index.
 
     python -m benchmarks.publish [--repeat 3] [--warmup 1] [--cases small,big,...]
                                  [--big-size 300000000] [--attestations]
@@ -13,6 +14,9 @@ Assumptions (the reasoning is in README.md, Performance):
   static token made beforehand (not timed).
 - curl: one curl process uploading the same files with the form twine sends (built
   beforehand, not timed), the same token, --cacert the local CA.
+- uv: `pip install uv==UV_VERSION` into its own venv, `uv publish --trusted-publishing
+  always` in the runner's environment: the one peer that makes the same token exchange
+  (identity token, audience, mint) before its uploads.
 - Runs alternate tool by tool within one invocation; the index is reset before each run
   and its per-file limit lifted. Wall, CPU and peak RSS come from a wrapper process
   around each tool (getrusage of its only child).
@@ -46,7 +50,7 @@ from twine.package import PackageFile
 from tests.localindex.dists import make_sdist, make_wheel, sha256
 from tests.localindex.image import Image, build_image, build_venv
 from tests.localindex.proc import CommandFailed, run
-from tests.localindex.runner import run_action
+from tests.localindex.runner import github_env, run_action
 from tests.localindex.server import REAL_LATENCY, LocalIndex
 
 PROJECT, VERSION = "sample-project", "1.0.0"
@@ -54,7 +58,9 @@ MIB = 1024 * 1024
 RUN_TIMEOUT = 1800.0
 REPORT = "BENCHMARK_MEASUREMENT_REPORT"
 BENCH = Path(__file__).resolve().parent.parent / ".bench"
-TOOLS = ("action", "twine", "curl")
+TOOLS = ("action", "twine", "curl", "uv")
+# The peer that makes the same token exchange: `uv publish --trusted-publishing always`.
+UV_VERSION = "0.13.9"
 REKOR_LATENCY = 0.3
 """Seconds the local Rekor takes for each entry in the many-attest case."""
 SIGNING_TARGET = 3.0
@@ -98,11 +104,13 @@ CASES = {
     )
 }
 DEFAULT_CASES = ("small", "big", "many", "small-latency", "many-latency", "monorepo-latency")
-# The action's time against twine's, at most.
-TWINE_TARGETS = (
-    ("small-latency", 1.1, "small release with latency"),
-    ("many-latency", 0.35, "40 wheels with latency"),
-    ("monorepo-latency", 0.45, "3 projects, each an sdist and 10 wheels, with latency"),
+# The action's time against a peer's, at most. twine makes no token exchange; uv makes the
+# same one as the action.
+PEER_TARGETS = (
+    ("small-latency", "twine", 1.1, "small release with latency"),
+    ("small-latency", "uv", 1.05, "small release with latency"),
+    ("many-latency", "twine", 0.35, "40 wheels with latency"),
+    ("monorepo-latency", "twine", 0.45, "3 projects, each an sdist and 10 wheels, with latency"),
 )
 # Three projects built into one dist/: an sdist and ten 1 MB wheels each.
 MONOREPO = ("bench-core", "bench-plugin", "bench-stubs")
@@ -132,16 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         image = build_image(BENCH / "image", reuse=True)
         twine = build_venv(BENCH / "twine", [f"twine=={_locked('twine')}"], reuse=True)
+        uv = build_venv(BENCH / "uv", [f"uv=={UV_VERSION}"], reuse=True).parent / "uv"
     except CommandFailed as failure:
         print(f"ABORTED: {failure}", file=sys.stderr)
         return 1
     print(f"action: {image.python} {image.entrypoint} with {image.env}")
     print(f"twine:  {twine} -m twine; curl: {run(['curl', '--version']).stdout.split()[1]}")
+    print(f"uv:     {uv} publish --trusted-publishing always")
     measurements: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as temp, LocalIndex() as index:
         root = Path(temp)
         curl = shutil.which("curl") or "curl"
-        targets = {"action": str(image.python), "twine": str(twine), "curl": curl}
+        targets = {"action": str(image.python), "twine": str(twine), "curl": curl, "uv": str(uv)}
         wrappers = {tool: _wrapper(root, tool, target) for tool, target in targets.items()}
         for name in options.cases:
             case = CASES[name]
@@ -254,6 +264,7 @@ def _measure(
         ),
         "twine": lambda: _twine(index, workspace, wrapper, dists, report),
         "curl": lambda: _curl(index, workspace, wrapper, dists, report),
+        "uv": lambda: _uv(index, workspace, wrapper, dists, report),
     }
     status, output = runners[tool]()
     expected = {path.name: sha256(path) for path in dists}
@@ -333,6 +344,28 @@ def _twine(
     command: list[str | Path] = [wrapper, "-m", "twine", "upload", "--disable-progress-bar"]
     command += ["--non-interactive", "--repository-url", index.upload_url, "-u", "__token__"]
     command += dists
+    done = run(command, env=environ, cwd=workspace, timeout=RUN_TIMEOUT, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _uv(
+    index: LocalIndex, workspace: Path, wrapper: Path, dists: list[Path], report: Path
+) -> tuple[int, str]:
+    """uv's own trusted publishing, in the runner's environment the action gets: the same
+    identity token, audience and mint requests before its uploads."""
+    environ = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(workspace.parent),
+        "UV_CACHE_DIR": str(workspace.parent / "uv-cache"),
+        **github_env(),
+        "GITHUB_ACTIONS": "true",
+        "ACTIONS_ID_TOKEN_REQUEST_URL": index.id_token_request_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": index.id_token_request_token,
+        "SSL_CERT_FILE": str(index.ca_pem),
+        REPORT: str(report),
+    }
+    command: list[str | Path] = [wrapper, "publish", "--trusted-publishing", "always"]
+    command += ["--publish-url", index.upload_url, *dists]
     done = run(command, env=environ, cwd=workspace, timeout=RUN_TIMEOUT, check=False)
     return done.returncode, done.stdout + done.stderr
 
@@ -430,18 +463,19 @@ def _report(measurements: list[Measurement]) -> int:
         )
     print()
     for case in cases:
-        if not (measured(case, "twine") and measured(case, "curl")):
+        if not all(measured(case, tool) for tool in TOOLS):
             continue
         action = median(case, "action")
         print(
             f"ratio {case:14} action/twine {action / median(case, 'twine'):.2f}  "
-            f"action/curl {action / median(case, 'curl'):.2f}"
+            f"action/curl {action / median(case, 'curl'):.2f}  "
+            f"action/uv {action / median(case, 'uv'):.2f}"
         )
     targets: list[tuple[str, bool, str]] = []
-    for case, limit, description in TWINE_TARGETS:
+    for case, peer, limit, description in PEER_TARGETS:
         if case in cases:
-            ratio = median(case, "action") / median(case, "twine")
-            targets.append((f"{description} <= {limit}x twine", ratio <= limit, f"{ratio:.2f}"))
+            ratio = median(case, "action") / median(case, peer)
+            targets.append((f"{description} <= {limit}x {peer}", ratio <= limit, f"{ratio:.2f}"))
     if "big" in cases:
         ratio = median("big", "action") / median("big", "curl")
         targets.append(("300 MB wheel <= 1.15x bare curl", ratio <= 1.15, f"{ratio:.2f}"))

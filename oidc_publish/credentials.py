@@ -205,8 +205,11 @@ class TrustedPublishing:
             attempt,
             self._policy,
             self._reporter,
-            label="the mint-token endpoint",
-            what=f"The mint-token endpoint ({self._index.host})",
+            # An attempt asks GitHub for an identity token, then the index to mint: either
+            # can be what kept failing, and the reason quoted says which.
+            label="the token exchange",
+            what=f"The token exchange with {self._index.host} (GitHub's identity token, then "
+            "the mint-token endpoint)",
             fix=_OUTAGE_FIX,
         )
         body = answer.json()

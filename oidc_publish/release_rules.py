@@ -38,6 +38,7 @@ TAG_PREFIX = "refs/tags/"
 NEW_FILES_WINDOW = timedelta(days=14)
 _SEPARATORS = re.compile(r"[-_./@]")
 _LEADING_NON_DIGITS = re.compile(r"^[^0-9]*")
+_DIGITS_AND_DOTS = re.compile(r"[0-9][0-9.]*")
 
 
 def _ignore(_: str) -> None:
@@ -99,6 +100,16 @@ def check_tag(
     tagged = _version_of(named[1] if named else tag)
     listed = ", ".join(f"{name} {version}" for name, version in checked)
     if tagged is None:
+        number = _LEADING_NON_DIGITS.sub("", named[1] if named else tag, count=1)
+        if _DIGITS_AND_DOTS.fullmatch(number):
+            # Made of a version's characters, yet too long to be one: a guard that cannot
+            # compare must not pass the release.
+            raise VersionTagMismatch(
+                f"This run is for the tag {md_code(tag)}, whose version is too long to be "
+                f"one; the run publishes {listed}.",
+                fix="Tag the commit with the version it builds, or set `verify-tag: false` if "
+                "this tag is not meant to name the version.",
+            )
         debug(f"The tag {md_code(tag)} holds no version; not comparing it with {listed}.")
         return
     # A version that is not PEP 440: the distribution checks or the index will say so.

@@ -44,7 +44,10 @@ _BREAK = "\u200b"
 _LINE_COMMAND = re.compile(r"^(\s*)::")
 # Python reads the bytes of a file name that are not UTF-8 as lone surrogates, which no
 # file, stream or JSON reader downstream accepts.
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A lone surrogate (a file name's byte that is not UTF-8), and the characters that change
+# how the text around them reads without showing themselves: bidirectional controls (a
+# name that reads `exe.gpj` backwards), line and paragraph separators.
+_UNSEEN = re.compile(r"[\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 _BACKTICKS = re.compile(r"`+")
 _SPAN_OR_ESCAPE = re.compile(r"\\[!-/:-@\[-`{-~]|`+")
 
@@ -166,11 +169,12 @@ def _printable(char: str) -> str:
 
 def shown(value: str | PurePath) -> str:
     """A name or text as it can be written anywhere: each byte of a file name that is not
-    UTF-8 (a lone surrogate to Python) as a visible `\\xff` escape."""
-    return _SURROGATE.sub(_escaped_surrogate, str(value))
+    UTF-8 (a lone surrogate to Python) as a visible `\\xff` escape, and each character that
+    would reorder or break the text around it unseen as `\\u202e`."""
+    return _UNSEEN.sub(_escaped, str(value))
 
 
-def _escaped_surrogate(match: re.Match[str]) -> str:
+def _escaped(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
@@ -262,6 +266,7 @@ class Secrets:
         self._lock = threading.Lock()
         self._parts: set[str] = set()
         self._forms: tuple[str, ...] = ()
+        self._spread: tuple[re.Pattern[str], ...] = ()
 
     def add(self, secret: str) -> list[str]:
         """Registers `secret`; returns the parts the runner has not been told to mask."""
@@ -271,6 +276,7 @@ class Secrets:
             self._parts.update(new)
             forms = {form for part in new for form in _forms(part)}
             self._forms = tuple(forms.union(self._forms))
+            self._spread += tuple(_spread(part) for part in new if _is_token(part))
         return new
 
     def scrub(self, text: str) -> str:
@@ -282,6 +288,8 @@ class Secrets:
             while start >= 0:
                 found.append((start, start + len(form)))
                 start = text.find(form, start + 1)
+        for pattern in self._spread:
+            found += [match.span() for match in pattern.finditer(text)]
         if not found:
             return text
         merged: list[list[int]] = []
@@ -295,6 +303,21 @@ class Secrets:
             pieces += [text[copied:start], MASKED]
             copied = end
         return "".join(pieces) + text[copied:]
+
+
+# A token is long and has no white space: one a server wraps over several lines (and the
+# action's own flattening then joins with spaces) is still the token.
+_TOKEN_MIN_CHARS = 20
+_WRAP = r"(?:\s|\\[nrt])*"
+
+
+def _is_token(part: str) -> bool:
+    return len(part) >= _TOKEN_MIN_CHARS and not any(c.isspace() for c in part)
+
+
+def _spread(token: str) -> re.Pattern[str]:
+    """`token` with line breaks or white space (raw, or as JSON writes them) anywhere in it."""
+    return re.compile(_WRAP.join(re.escape(char) for char in token))
 
 
 def _forms(part: str) -> set[str]:

@@ -123,7 +123,7 @@ def test_each_mint_attempt_presents_a_fresh_identity_token(
     assert len(index.issued_id_tokens) == 3
     assert len(set(index.issued_id_tokens)) == 3
     assert sleeps.waits == [0.0, 0.0]
-    assert journal.text().count("the mint-token endpoint: Attempt") == 2
+    assert journal.text().count("the token exchange: Attempt") == 2
 
 
 def test_a_publisher_mismatch_shows_the_claims_and_names_the_workflow(

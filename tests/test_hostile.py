@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -225,13 +226,23 @@ def test_packages_dir_linked_out_of_the_workspace_is_refused_unlisted(
     assert index.beyond_github() == []
 
 
+@pytest.mark.parametrize(
+    "quote",
+    [
+        lambda jwt: jwt,
+        lambda jwt: f"{jwt[:40]}\n{jwt[40:]}",
+        lambda jwt: f"{jwt[:40]}\r\n {jwt[40:]}",
+    ],
+    ids=["whole", "wrapped", "wrapped-and-indented"],
+)
 def test_an_identity_token_the_mint_endpoint_quotes_back_is_written_nowhere(
-    index: LocalIndex, workspace: Path, run: Run
+    index: LocalIndex, workspace: Path, run: Run, quote: Callable[[str], str]
 ) -> None:
     make_release(workspace)
 
     def quoting(got: Received) -> object:
-        jwt = json.loads(got.body)["token"]
+        # As a server that wraps long lines may quote it, too: the token, split.
+        jwt = quote(json.loads(got.body)["token"])
         refused = {"code": "invalid-publisher", "description": f"no publisher for {jwt}"}
         return {"message": "Token request failed", "errors": [refused]}
 

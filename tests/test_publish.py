@@ -96,7 +96,7 @@ def test_token_exchange_outages_are_retried_with_fresh_identity_tokens(
     # The first identity token is asked for alongside the audience; its 502 only means the
     # first mint attempt asks again. The mint's two 503s are retried in the open.
     assert [line.split(":")[0] for line in retries if not line.startswith("::")] == [
-        "the mint-token endpoint"
+        "the token exchange"
     ] * 2
 
 

@@ -121,11 +121,16 @@ def test_a_tag_naming_no_project_must_name_every_release_version() -> None:
     assert "names no project, so every release must be version 1.4.0" in caught.value.message
 
 
-def test_a_tag_with_thousands_of_digits_is_not_a_version_and_no_crash() -> None:
+@pytest.mark.parametrize("tag", ["v" + "9" * 5000, "mylib-v" + "1" * 5000 + ".0"])
+def test_a_tag_with_thousands_of_digits_is_refused_not_passed_and_no_crash(tag: str) -> None:
     said: list[str] = []
-    check_tag("refs/tags/v" + "9" * 5000, [LIB], debug=said.append)
-    assert len(said) == 1
-    assert version_in_tag("refs/tags/v" + "9" * 5000, "mylib") is None
+    with pytest.raises(VersionTagMismatch) as caught:
+        check_tag(f"refs/tags/{tag}", [LIB], debug=said.append)
+    assert "whose version is too long to be one; the run publishes mylib 1.4.0" in (
+        caught.value.message
+    )
+    assert "`verify-tag: false`" in caught.value.fix
+    assert version_in_tag(f"refs/tags/{tag}", "mylib") is None
 
 
 # The project page, as the index serves it.

@@ -261,3 +261,11 @@ def test_markdown_prose_is_escaped_and_links_take_https_only() -> None:
     assert md_link("pkg.whl", "https://files.example/a (1).whl") == (
         "[`pkg.whl`](https://files.example/a%20%281%29.whl)"
     )
+
+
+def test_characters_that_reorder_or_break_text_unseen_are_shown_escaped() -> None:
+    # A name that would read `invoice.exe.whl` as `invoicelhw.exe...` backwards.
+    assert shown("invoice\u202egpj.exe.whl") == "invoice\\u202egpj.exe.whl"
+    assert shown("a\u2066b\u2069c\u2028d\u200fe") == "a\\u2066b\\u2069c\\u2028d\\u200fe"
+    # The zero-width space that breaks workflow commands is the action's own, and stays.
+    assert shown("##\u200b[") == "##\u200b["
