@@ -37,7 +37,7 @@ from oidc_publish.network import (
     send,
 )
 from oidc_publish.outcomes import FileResult, Outcome
-from oidc_publish.runner import md_code
+from oidc_publish.runner import log_quoted, md_code
 
 if TYPE_CHECKING:
     import httpx
@@ -237,7 +237,7 @@ class _Store:
         def on_retry(notice: RetryNotice) -> None:
             self._reporter.log(
                 f"{name}: GitHub's attestation store, attempt {notice.attempt} failed "
-                f"({notice.reason}); retrying in {notice.delay:.1f}s"
+                f"({log_quoted(notice.reason)}); retrying in {notice.delay:.1f}s"
             )
 
         return retrying(lambda: self._post(bundle), self._policy, on_retry)

@@ -23,6 +23,7 @@ from oidc_publish.network import (
     retrying,
     send,
 )
+from oidc_publish.runner import log_quoted
 from oidc_publish.simple_api import (
     ACCEPT,
     JSON_ONLY,
@@ -86,7 +87,8 @@ class IndexClient:
         url = self.index.project_simple_url(canonicalize_name(project))
 
         def on_retry(notice: RetryNotice) -> None:
-            self._reporter.debug(f"GET {url}: {notice.reason}; retrying in {notice.delay:.1f}s")
+            reason = log_quoted(notice.reason)
+            self._reporter.debug(f"GET {url}: {reason}; retrying in {notice.delay:.1f}s")
 
         def attempt() -> Answer:
             return send(

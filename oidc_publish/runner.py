@@ -10,11 +10,12 @@ line through `log_quoted`, and the summary's cut through `fit_summary`.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, TextIO
@@ -266,7 +267,7 @@ class Secrets:
         self._lock = threading.Lock()
         self._parts: set[str] = set()
         self._forms: tuple[str, ...] = ()
-        self._spread: tuple[re.Pattern[str], ...] = ()
+        self._tokens: tuple[str, ...] = ()
 
     def add(self, secret: str) -> list[str]:
         """Registers `secret`; returns the parts the runner has not been told to mask."""
@@ -276,7 +277,7 @@ class Secrets:
             self._parts.update(new)
             forms = {form for part in new for form in _forms(part)}
             self._forms = tuple(forms.union(self._forms))
-            self._spread += tuple(_spread(part) for part in new if _is_token(part))
+            self._tokens += tuple(part for part in new if _is_token(part))
         return new
 
     def scrub(self, text: str) -> str:
@@ -288,8 +289,7 @@ class Secrets:
             while start >= 0:
                 found.append((start, start + len(form)))
                 start = text.find(form, start + 1)
-        for pattern in self._spread:
-            found += [match.span() for match in pattern.finditer(text)]
+        found += _wrapped(text, self._tokens)
         if not found:
             return text
         merged: list[list[int]] = []
@@ -305,19 +305,46 @@ class Secrets:
         return "".join(pieces) + text[copied:]
 
 
-# A token is long and has no white space: one a server wraps over several lines (and the
-# action's own flattening then joins with spaces) is still the token.
+# A token is long, with no white space or backslash: one a server wraps over several lines
+# (and the action's own flattening then joins with spaces) is still the token.
 _TOKEN_MIN_CHARS = 20
-_WRAP = r"(?:\s|\\[nrt])*"
+_WRAP = re.compile(r"(?:\s|\\[nrt])+")
 
 
 def _is_token(part: str) -> bool:
-    return len(part) >= _TOKEN_MIN_CHARS and not any(c.isspace() for c in part)
+    return len(part) >= _TOKEN_MIN_CHARS and not any(c.isspace() or c == "\\" for c in part)
 
 
-def _spread(token: str) -> re.Pattern[str]:
-    """`token` with line breaks or white space (raw, or as JSON writes them) anywhere in it."""
-    return re.compile(_WRAP.join(re.escape(char) for char in token))
+def _wrapped(text: str, tokens: Sequence[str]) -> list[tuple[int, int]]:
+    """Where `tokens` stand in `text` with white space or line breaks (raw, or as JSON
+    writes them) inside them: found in the text with those taken out, mapped back."""
+    gaps = list(_WRAP.finditer(text)) if tokens else []
+    if not gaps:
+        return []
+    stripped = _WRAP.sub("", text)
+    if not any(token in stripped for token in tokens):
+        return []
+    # Gap k stands before the stripped text's character at[k]; removed[k] counts the
+    # characters taken out up to and including it.
+    at: list[int] = []
+    removed: list[int] = []
+    total = 0
+    for gap in gaps:
+        at.append(gap.start() - total)
+        total += gap.end() - gap.start()
+        removed.append(total)
+
+    def original(position: int) -> int:
+        before = bisect.bisect_right(at, position)
+        return position + (removed[before - 1] if before else 0)
+
+    spans = []
+    for token in tokens:
+        start = stripped.find(token)
+        while start >= 0:
+            spans.append((original(start), original(start + len(token) - 1) + 1))
+            start = stripped.find(token, start + 1)
+    return spans
 
 
 def _forms(part: str) -> set[str]:

@@ -170,7 +170,7 @@ def test_a_store_that_answers_503_twice_is_retried_and_every_file_stored(
     assert release.index.count(STORE, 201) == 2
     assert release.time.sleeps == [1.0, 1.0]
     assert all(release.github_urls().values())
-    assert "GitHub's attestation store, attempt 2 failed (HTTP 503" in release.stdout.getvalue()
+    assert "GitHub's attestation store, attempt 2 failed (\"HTTP 503" in release.stdout.getvalue()
     assert not [a for a in release.annotations if a.level == "warning"]
 
 
