@@ -73,27 +73,12 @@ __all__ = [
     "SimpleRequest",
 ]
 
-Endpoint = Literal[
-    "audience",
-    "id-token",
-    "mint",
-    "upload",
-    "simple",
-    "integrity",
-    "github-attestations",
-    "other",
+# What the index serves itself; what it logs; what faults can be scripted for.
+_Served = Literal[
+    "audience", "id-token", "mint", "upload", "simple", "integrity", "github-attestations"
 ]
-FaultEndpoint = Literal[
-    "audience",
-    "id-token",
-    "mint",
-    "upload",
-    "simple",
-    "integrity",
-    "github-attestations",
-    "fulcio",
-    "rekor",
-]
+Endpoint = Literal[_Served, "other"]
+FaultEndpoint = Literal[_Served, "fulcio", "rekor"]
 
 _ROUTES: dict[str, Endpoint] = {
     "/_/oidc/audience": "audience",
