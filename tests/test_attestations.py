@@ -160,12 +160,16 @@ def test_attestations_false_makes_no_sigstore_request(
 ) -> None:
     make_release(workspace)
 
-    result = run({"attestations": "false"}, sigstore=True)
+    # Storing them in GitHub as well is asked for, but there is nothing to store.
+    result = run({"attestations": "false", "github-attestations": "true"}, sigstore=True)
 
     assert result.returncode == 0, result.stdout
     assert index.count("fulcio") == index.count("rekor") == 0
     assert index.sigstore.certificates_issued == 0
-    assert not [a for a in result.annotations if "ttestation" in (a.title or "")]
+    [notice] = [a for a in result.annotations if "ttestation" in (a.title or "")]
+    assert notice.title == "Nothing stored in GitHub's attestation store"
+    assert "no attestations were made: `attestations: false`" in notice.message
+    assert index.count("github-attestations") == 0
 
 
 def test_a_dry_run_signs_nothing_and_says_it_would(
@@ -173,11 +177,15 @@ def test_a_dry_run_signs_nothing_and_says_it_would(
 ) -> None:
     make_release(workspace)
 
-    result = run({"dry-run": "true"}, sigstore=True)
+    result = run({"dry-run": "true", "github-attestations": "true"}, sigstore=True)
 
     assert result.returncode == 0, result.stdout
     assert index.count("fulcio") == 0
     assert "every file would carry a PEP 740 attestation" in result.summary
+    [notice] = [a for a in result.annotations if a.level == "notice"]
+    assert notice.title == "Dry run: nothing stored in GitHub's attestation store"
+    assert "would store the attestation of each file it uploads (2 now)" in notice.message
+    assert index.count("github-attestations") == 0
 
 
 def test_pypis_refusal_of_an_attestation_is_diagnosed(
@@ -242,5 +250,42 @@ def test_github_attestations_without_the_permission_warn_and_leave_the_release_w
     assert warning.title == "GitHub's attestation store needs `attestations: write`"
     assert f"`{wheel.name}`, `{sdist.name}`" in warning.message
     assert "Add `attestations: write` to the publishing job's `permissions:`" in warning.message
+    assert index.github.stored == []
+    assert [f["github-attestation"] for f in json.loads(result.outputs["files"])] == ["", ""]
+
+
+# GitHub's store answering 503 at once (Retry-After: 0), so the run's real sleeps are nil.
+STORE_DOWN = Fault.status(503, headers={"Retry-After": "0"})
+
+
+def test_github_attestations_are_stored_after_the_store_answers_503_twice(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    make_release(workspace)
+    index.faults("github-attestations", STORE_DOWN, STORE_DOWN)
+
+    result = run({"github-attestations": "true"}, sigstore=True)
+
+    assert result.returncode == 0, result.stdout
+    assert index.count("github-attestations", 503) == 2
+    assert len(index.github.stored) == 2
+    files = json.loads(result.outputs["files"])
+    assert all(f["github-attestation"] for f in files)
+    assert not [a for a in result.annotations if a.level == "warning"]
+
+
+def test_a_github_store_that_stays_down_is_one_warning_and_the_release_stands(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+    index.faults("github-attestations", *[STORE_DOWN] * 6)
+
+    result = run({"github-attestations": "true"}, sigstore=True)
+
+    assert result.returncode == 0, result.stdout
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    [warning] = [a for a in result.annotations if a.level == "warning"]
+    assert warning.title == "GitHub's attestation store did not answer"
+    assert f"Left unstored: `{wheel.name}`, `{sdist.name}`." in warning.message
     assert index.github.stored == []
     assert [f["github-attestation"] for f in json.loads(result.outputs["files"])] == ["", ""]
