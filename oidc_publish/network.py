@@ -4,7 +4,7 @@ The policy is data, shared by the token exchange, Sigstore and the uploads. A ca
 decides what is transient by raising ``Transient``; anything else propagates at once. Only
 connection failures, timeouts, 5xx, 408 and 429 are transient: a 4xx means the request
 itself is wrong and sending it again cannot help. The policy carries the run's stop: once
-the run is cancelled, no attempt starts anywhere.
+the run is stopped (cancelled, or past its deadline), no attempt starts anywhere.
 
 Every request has a wall-clock deadline (a server that sends a byte every few seconds never
 trips a read timeout), every call a deadline over all its attempts, and every answer a size

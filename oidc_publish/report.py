@@ -243,13 +243,9 @@ def render_outputs(publication: Publication) -> dict[str, str]:
             "version": r.dist.version,
             "name": shown(r.dist.filename),
             "sha256": r.dist.sha256,
-            # Only https:// addresses from the index reach a workflow, and none longer
-            # than an index's file URL.
-            "url": r.url if r.url.startswith("https://") and len(r.url) <= URL_MAX_CHARS else "",
+            "url": _https(r.url),
             "attested": r.attested,
-            "github-attestation": r.github_attestation
-            if r.github_attestation.startswith("https://")
-            else "",
+            "github-attestation": _https(r.github_attestation),
         }
         for r in on_index
     ]
@@ -271,6 +267,7 @@ def render_outputs(publication: Publication) -> dict[str, str]:
 
 
 def _https(url: str | None) -> str:
+    """Only https:// addresses reach a workflow, and none longer than an index's or GitHub's."""
     return url if url and url.startswith("https://") and len(url) <= URL_MAX_CHARS else ""
 
 
