@@ -115,6 +115,7 @@ def sign_all(
     renew_margin: float = 90.0,
     request_deadline: float = REQUEST_DEADLINE,
     deadline: float | None = None,
+    ready: Callable[[], object] = lambda: None,
 ) -> dict[str, dict[str, Any]]:
     """Signs one PEP 740 publish attestation per file; returns them by file name.
 
@@ -127,6 +128,11 @@ def sign_all(
     each request from start to last byte, and `deadline` the whole step on the policy's
     clock (by default `signing_deadline(len(dists))`); `renew_margin` is the certificate
     life (seconds) an entry must have left to start, or a new certificate is fetched first.
+
+    `ready` is called once the first certificate is in hand, before the first Rekor entry:
+    the entries are public and permanent, so it blocks until the files will certainly be
+    uploaded, or raises to end the step without one. Its wait does not count against the
+    step's deadline.
 
     Raises `SigningFailed` when Sigstore does not sign (after retries for transient
     failures) or the step runs out of time; exceptions from `identity_token` propagate. Once
@@ -190,6 +196,9 @@ def sign_all(
         return dist.path.name, attestation.model_dump(mode="json")
 
     certificates.signer()  # the first certificate, before any worker starts
+    waiting = policy.clock()
+    ready()
+    limits.extend(policy.clock() - waiting)
     results: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="attest") as pool:
         futures: list[Future[tuple[str, dict[str, Any]]]] = [
@@ -364,7 +373,7 @@ class _Certificates:
         return signer
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Limits:
     """The signing step's bounds: its deadline on `clock`, and those of each request."""
 
@@ -378,6 +387,10 @@ class _Limits:
 
     def remaining(self) -> float:
         return self.ends - self.clock()
+
+    def extend(self, seconds: float) -> None:
+        """Moves the deadline by time the step spent waiting for someone else."""
+        self.ends += seconds
 
     def request(self) -> float:
         """Seconds the next request may take: its own deadline, or what is left of the step's."""

@@ -127,110 +127,165 @@ def publish(
     publication: Publication,
     world: World,
 ) -> None:
-    from oidc_publish.identity import ask_early, github_identity_token
+    from oidc_publish.dists import DEFAULT_FOLDER, locate, named_releases
+    from oidc_publish.identity import check_context
+    from oidc_publish.index_urls import PYPI_UPLOAD, Index, checked_upload_url
+    from oidc_publish.network import RetryPolicy
+    from oidc_publish.runner import input_value
 
-    # The identity token goes to GitHub alone, so it is asked for while the inputs are read.
-    identity = world.identity or ask_early(github_identity_token(reporter), environ)
-    from oidc_publish.inputs import Inputs
-
-    inputs = Inputs.from_env(environ, mask=reporter.mask)
-    reporter.verbose = inputs.verbose
-    publication.dry_run = inputs.dry_run
-
-    from oidc_publish.credentials import check_context
-    from oidc_publish.dists import locate, named_releases
-    from oidc_publish.index_urls import Index
-    from oidc_publish.network import Pending, RetryPolicy, ca_bundle
-
-    index = Index(inputs.repository_url)
+    # What needs no library is checked first: where the files go, whether this job may
+    # prove who it is, whether there is anything to publish. A failure here makes no
+    # request at all. Then the token exchange starts, in a thread of its own, while the
+    # libraries load and everything else is checked: a failure found meanwhile makes no
+    # upload and no Sigstore request, and burns whatever the exchange minted.
+    url = input_value(environ, "repository-url", old="repository_url") or PYPI_UPLOAD
+    index = Index(checked_upload_url(url))
     publication.index_name = index.display_name
-    if inputs.trusted_publishing:
+    api_token = bool(input_value(environ, "password"))
+    if not api_token:
         check_context(context, index)
-    folder = context.workspace / inputs.packages_dir
-    paths = locate(folder, context.workspace, reporter)
+    folder = input_value(environ, "packages-dir", old="packages_dir") or DEFAULT_FOLDER
+    paths = locate(context.workspace / folder, context.workspace, reporter)
     named = named_releases(paths)
-    _check_names(inputs, context, index=index, paths=paths, named=named, reporter=reporter)
-
-    # From here the network waits run beside the local work: the token exchange, the
-    # index's page for its rules, then signing; the files are read and checked meanwhile.
-    # The waits are the longest path, so they start first: the token exchange while the
-    # HTTP client is still being made.
+    project = named[0][0] if named else None
     policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic, stop=world.stop)
     made: Future[httpx.Client] = Future()
-    exchange = _start_exchange(
-        inputs,
-        context=context,
-        reporter=reporter,
-        index=index,
-        http=made.result,
-        policy=policy,
-        project=named[0][0] if named else None,
-        identity=identity,
-        world=world,
-    )
-    http = _make_client(made, reporter, environ)
-    try:
-        from oidc_publish.index import IndexClient
-
-        holdings = IndexClient(index, http, policy, reporter)
-        pages = {
-            project: Pending(partial(holdings.project_page, project), f"{project}'s page")
-            for project in dict.fromkeys(project for project, _ in named)
-        }
-        releases = _read(inputs, context, index, paths, reporter)
-        dists = [dist for release in releases for dist in release.files]
-        signing = _start_signing(
-            inputs,
+    exchange = None
+    if not api_token:
+        exchange = _start_exchange(
             environ,
-            index,
-            dists,
             reporter=reporter,
-            publication=publication,
-            identity=identity,
+            index=index,
+            project=project,
             policy=policy,
             world=world,
+            made=made,
         )
-        publication.releases = [
-            Release(r.name, r.version, index.release_url(r.name, r.version)) for r in releases
-        ]
-        _obey_index_rules(pages, releases, index, reporter, world)
-        # Imported while the token exchange may still be waiting on the network.
-        from oidc_publish.reconcile import Reconciler
-        from oidc_publish.upload import Uploader
+    cleared: Future[None] = Future()
+    """Set once the upload token is in hand and the index's rules have passed: only then
+    may signing make its public transparency-log entries."""
+    try:
+        from oidc_publish.inputs import Inputs
 
-        credential = exchange()
-        reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
-        attestations: dict[str, dict[str, Any]] = {}
-        if inputs.dry_run:
-            publication.results = reconciler.rehearse(dists)
-        else:
-            attestations = signing.result() if signing else {}
-            uploader = Uploader(
-                index=index,
-                credential=credential,
-                policy=policy,
-                reporter=reporter,
-                on_exists=reconciler.name_taken,
-                ca_file=ca_bundle(environ),
-            )
-            with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
-                _upload(uploader, releases, attestations, publication)
-            publication.results = reconciler.with_urls(publication.results)
-        _store_on_github(
+        inputs = Inputs.from_env(environ, mask=reporter.mask)
+        reporter.verbose = inputs.verbose
+        publication.dry_run = inputs.dry_run
+        _check_names(inputs, context, index=index, paths=paths, named=named, reporter=reporter)
+        http = made.result() if exchange else _make_client(made, reporter, environ)
+        _publish(
             inputs,
-            publication,
-            attestations,
             environ=environ,
             context=context,
             reporter=reporter,
-            http=http,
-            policy=policy,
+            publication=publication,
             world=world,
+            index=index,
+            named=named,
+            paths=paths,
+            policy=policy,
+            http=http,
+            credential=lambda: _credential(
+                exchange,
+                inputs,
+                context=context,
+                reporter=reporter,
+                index=index,
+                project=project,
+            ),
+            cleared=cleared,
         )
-        if inputs.wait_until_installable and not inputs.dry_run:
-            _wait_until_installable(holdings, publication, reporter, world)
     finally:
-        http.close()
+        if not cleared.done():
+            cleared.set_exception(_NoUpload())
+        if exchange is not None:
+            # A stopped run ends at once: only what the exchange has minted already is burned.
+            _close(exchange, wait=0.0 if world.stop.is_set() else CLOSE_WAIT)
+        if made.done() and made.exception() is None:
+            made.result().close()
+
+
+def _publish(
+    inputs: Inputs,
+    *,
+    environ: Mapping[str, str],
+    context: RunnerContext,
+    reporter: Reporter,
+    publication: Publication,
+    world: World,
+    index: Index,
+    named: list[tuple[str, str]],
+    paths: list[Path],
+    policy: RetryPolicy,
+    http: httpx.Client,
+    credential: Callable[[], Credential],
+    cleared: Future[None],
+) -> None:
+    from oidc_publish.index import IndexClient
+    from oidc_publish.network import Pending, ca_bundle
+
+    holdings = IndexClient(index, http, policy, reporter)
+    pages = {
+        project: Pending(partial(holdings.project_page, project), f"{project}'s page")
+        for project in dict.fromkeys(project for project, _ in named)
+    }
+    releases = _read(inputs, context, index, paths, reporter)
+    dists = [dist for release in releases for dist in release.files]
+    signing = _start_signing(
+        inputs,
+        environ,
+        index,
+        dists,
+        reporter=reporter,
+        publication=publication,
+        identity=world.identity or _github_identity(reporter),
+        policy=policy,
+        world=world,
+        cleared=cleared,
+    )
+    publication.releases = [
+        Release(r.name, r.version, index.release_url(r.name, r.version)) for r in releases
+    ]
+    _obey_index_rules(pages, releases, index, reporter, world)
+    # Imported while the token exchange may still be waiting on the network.
+    from oidc_publish.reconcile import Reconciler
+    from oidc_publish.upload import Uploader
+
+    uploads = credential()
+    cleared.set_result(None)
+    reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
+    attestations: dict[str, dict[str, Any]] = {}
+    if inputs.dry_run:
+        publication.results = reconciler.rehearse(dists)
+        uploads.close()
+    else:
+        attestations = signing.result() if signing else {}
+        uploader = Uploader(
+            index=index,
+            credential=uploads,
+            policy=policy,
+            reporter=reporter,
+            on_exists=reconciler.name_taken,
+            ca_file=ca_bundle(environ),
+        )
+        try:
+            with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
+                _upload(uploader, releases, attestations, publication)
+        finally:
+            uploads.close()  # the token's last use is behind it, whatever the outcome
+        publication.results = reconciler.with_urls(publication.results)
+    _store_on_github(
+        inputs,
+        publication,
+        attestations,
+        environ=environ,
+        context=context,
+        reporter=reporter,
+        http=http,
+        policy=policy,
+        world=world,
+    )
+    if inputs.wait_until_installable and not inputs.dry_run:
+        _wait_until_installable(holdings, publication, reporter, world)
 
 
 def _check_names(
@@ -366,11 +421,14 @@ def _start_signing(
     identity: IdentityTokens,
     policy: RetryPolicy,
     world: World,
+    cleared: Future[None],
 ) -> Pending[dict[str, dict[str, Any]]] | None:
     """Starts signing every file, when attestations are asked for and possible.
 
-    The caller collects the attestations before the first upload, so a Sigstore outage
-    leaves nothing half-published.
+    The certificate is asked for at once; the transparency-log entries, which are public
+    and permanent, wait for `cleared`, set once the files will be uploaded. The caller
+    collects the attestations before the first upload, so a Sigstore outage leaves nothing
+    half-published.
     """
     from oidc_publish.attest import TRUST_CONFIG_VARIABLE
     from oidc_publish.diagnosis import attestations_skipped
@@ -404,6 +462,7 @@ def _start_signing(
             identity=identity,
             policy=policy,
             world=world,
+            cleared=cleared,
         ),
         "signing",
     )
@@ -418,6 +477,7 @@ def _sign(
     identity: IdentityTokens,
     policy: RetryPolicy,
     world: World,
+    cleared: Future[None],
 ) -> dict[str, dict[str, Any]]:
     from oidc_publish.attest import AUDIENCE, sign_all
     from oidc_publish.claims import Claims
@@ -444,6 +504,7 @@ def _sign(
         policy=policy,
         reporter=reporter,
         clock=world.wall,
+        ready=cleared.result,
     )
     reporter.log(f"Signed {len(signed)} attestation(s) in {world.monotonic() - started:.1f}s")
     publication.attestations = (
@@ -511,52 +572,98 @@ def _wait_until_installable(
 
 
 def _start_exchange(
+    environ: Mapping[str, str],
+    *,
+    reporter: Reporter,
+    index: Index,
+    project: str | None,
+    policy: RetryPolicy,
+    world: World,
+    made: Future[httpx.Client],
+) -> Pending[Credential]:
+    """Starts trusted publishing's token exchange; the HTTP client it makes first is handed
+    to `made` for the rest of the run.
+
+    On PyPI and TestPyPI, whose audience is known, GitHub's identity token is asked for
+    before the exchange's own code is even imported; on any other index the audience comes
+    first, and a reserved one ends the exchange before any identity token is asked for.
+    """
+    from oidc_publish.network import Pending
+
+    identity = world.identity or _github_identity(reporter)
+
+    def run() -> Credential:
+        http = _make_client(made, reporter, environ)
+        audience = index.known_audience
+        first = Pending(partial(identity, audience), "identity token") if audience else None
+        from oidc_publish.credentials import TrustedPublishing
+
+        publishing = TrustedPublishing(
+            index=index,
+            http=lambda: http,
+            policy=policy,
+            reporter=reporter,
+            project=project,
+            identity=identity,
+            first_identity=first,
+            clock=world.wall,
+        )
+        # Minted before any upload, so a misconfigured publisher fails here, dry run or not.
+        publishing.token()
+        return publishing
+
+    reporter.log(f"Exchanging this job's identity token for an upload token at {index.host}")
+    return Pending(run, "token exchange")
+
+
+def _credential(
+    exchange: Pending[Credential] | None,
     inputs: Inputs,
     *,
     context: RunnerContext,
     reporter: Reporter,
     index: Index,
-    http: Callable[[], httpx.Client],
-    policy: RetryPolicy,
     project: str | None,
-    identity: IdentityTokens,
-    world: World,
-) -> Callable[[], Credential]:
-    """Starts getting the credential; the returned call waits for it."""
-    from oidc_publish.credentials import ApiToken, TrustedPublishing
+) -> Credential:
+    """What the uploads authenticate with: the exchange's, once it is done, or the API
+    token given."""
+    from oidc_publish.credentials import ApiToken
     from oidc_publish.diagnosis import password_notice
-    from oidc_publish.network import Pending
 
-    if inputs.password is not None:
-        notice = password_notice(context, index, project) if project else None
-        if notice:
-            reporter.add(notice)
-        token = ApiToken(inputs.user, inputs.password.get_secret_value())
-        return lambda: token
-
-    def mint() -> Credential:
-        publishing = TrustedPublishing(
-            index=index,
-            http=http,
-            policy=policy,
-            reporter=reporter,
-            project=project,
-            identity=identity,
-            clock=world.wall,
-        )
-        publishing.token()
-        return publishing
-
-    reporter.log(f"Exchanging this job's identity token for an upload token at {index.host}")
-    # Minted before any upload, so a misconfigured publisher fails here, dry run or not.
-    pending = Pending(mint, "token exchange")
-
-    def collect() -> Credential:
-        publishing = pending.result()
+    if exchange is not None:
+        credential = exchange.result()
         reporter.log("Got an upload token through trusted publishing.")
-        return publishing
+        return credential
+    notice = password_notice(context, index, project) if project else None
+    if notice:
+        reporter.add(notice)
+    # No exchange was started because `password` was given.
+    password = inputs.password.get_secret_value() if inputs.password else ""
+    return ApiToken(inputs.user, password)
 
-    return collect
+
+# Seconds a failed run waits for a token exchange still under way, to burn what it mints.
+CLOSE_WAIT = 10.0
+
+
+def _close(exchange: Pending[Credential], wait: float) -> None:
+    """Burns what the exchange minted, whatever ended the run; an exchange that failed
+    minted nothing, and one still under way gets `wait` seconds to finish."""
+    try:
+        credential = exchange.result(timeout=wait)
+    except Exception:  # nothing minted; what failed is reported by whoever waited for it
+        return
+    credential.close()
+
+
+class _NoUpload(Exception):
+    """The run ended before its uploads: signing makes no transparency-log entry."""
+
+
+def _github_identity(reporter: Reporter) -> IdentityTokens:
+    from oidc_publish.identity import github_identity_token
+
+    return github_identity_token(reporter)
 
 
 _CANCELLING = (signal.SIGINT, signal.SIGTERM)

@@ -1,17 +1,29 @@
 """How the uploads authenticate: an API token as given, or trusted publishing.
 
-Upload sees only a ``Credential``: `token(valid_for)` hands out a token that stays valid for
-at least that many more seconds, minting a new one when needed, and `renew(stale)` mints one
-after the index said `stale` expired. Both are serialised: however many uploads run at once,
-one mint serves them all. Trusted publishing needs a fresh GitHub identity token for every
-mint attempt, retries included: PyPI accepts each token's `jti` once.
+Upload sees only a ``Credential``. `lease(valid_for)` lends a token that stays valid for at
+least that many more seconds, minting a new one when needed, for as long as one request
+holds it; `renew(stale)` mints one after the index said `stale` expired; `close()` ends every
+token's life once the run is done with it. Leases and renewals are serialised: however many
+uploads run at once, one mint serves them all.
+
+Trusted publishing owns each upload token's whole life:
+- the audience: PyPI's and TestPyPI's are known and never asked for; any other index is
+  asked, and may not claim one whose identity tokens PyPI, TestPyPI or Sigstore accept;
+- the exchange: a fresh GitHub identity token for every mint attempt, retries included
+  (PyPI accepts each token's `jti` once);
+- the burn: a token is revoked at the index that minted it once nothing will use it again,
+  a replaced one as soon as no upload holds it, the last one when the run closes the
+  credential, whatever the run's outcome. The burn is quiet: whatever it meets is one debug
+  line, and never the run's verdict.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -20,14 +32,12 @@ from oidc_publish.claims import Claims
 from oidc_publish.diagnosis import mint_refusal, reusable_workflow_warning
 from oidc_publish.errors import (
     PYPI_STATUS_PAGE,
-    EnterpriseServer,
-    ForkPullRequest,
-    PullRequestTarget,
+    ReservedAudience,
     TrustedPublishingUnavailable,
     UnexpectedResponse,
 )
-from oidc_publish.identity import IdentityTokens, github_identity_token, missing_permission
-from oidc_publish.index_urls import Index
+from oidc_publish.identity import IdentityTokens, github_identity_token
+from oidc_publish.index_urls import RESERVED_AUDIENCES, Index
 from oidc_publish.network import (
     Answer,
     Pending,
@@ -37,7 +47,7 @@ from oidc_publish.network import (
     persist,
     send,
 )
-from oidc_publish.runner import RunnerContext, md_code
+from oidc_publish.runner import log_quoted, md_code
 
 if TYPE_CHECKING:
     import httpx
@@ -48,6 +58,9 @@ if TYPE_CHECKING:
 # time no token plausibly lives to (in the past, or beyond a day).
 DEFAULT_LIFETIME = 900.0
 _PLAUSIBLE_LIFETIME = (1.0, 86_400.0)
+# Seconds for one request to the burn endpoint; it is tried twice at most. A cancelled job
+# has seconds before the runner kills it, and an unburned token still expires on its own.
+BURN_DEADLINE = 5.0
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -55,22 +68,33 @@ M = TypeVar("M", bound=BaseModel)
 class Credential(Protocol):
     username: str
 
-    def token(self, valid_for: float = 0.0) -> str: ...
+    def lease(self, valid_for: float = 0.0) -> AbstractContextManager[str]:
+        """A token valid for at least `valid_for` more seconds, held for one request."""
 
     def renew(self, stale: str) -> str | None:
         """A token to replace `stale`, which the index refused as expired; None if impossible."""
 
+    def close(self) -> None:
+        """No token is used after this: each one still alive is revoked where possible."""
+
 
 class ApiToken:
+    """A token the user gave: lent as it is, never renewed, never burned (PyPI's burn
+    endpoint is for trusted publishing's tokens, and records a user's token sent there)."""
+
     def __init__(self, username: str, password: str) -> None:
         self.username = username
         self._password = password
 
-    def token(self, valid_for: float = 0.0) -> str:
-        return self._password
+    @contextmanager
+    def lease(self, valid_for: float = 0.0) -> Iterator[str]:
+        yield self._password
 
     def renew(self, stale: str) -> None:
         return None
+
+    def close(self) -> None:
+        pass
 
 
 class _MintSuccess(BaseModel):
@@ -95,8 +119,11 @@ class _Audience(BaseModel):
 
 
 class TrustedPublishing:
-    """The token exchange. `http` gives the HTTP client when first needed, so the identity
-    token can be asked for while the client is still being made."""
+    """The token exchange, and every token it mints until each is burned.
+
+    `http` gives the HTTP client when first needed; `first_identity`, when given, is the
+    identity token for the index's audience, asked for before this object could be made.
+    """
 
     username = "__token__"
 
@@ -109,6 +136,7 @@ class TrustedPublishing:
         reporter: Reporter,
         project: str | None,
         identity: IdentityTokens | None = None,
+        first_identity: Pending[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._index = index
@@ -117,80 +145,110 @@ class TrustedPublishing:
         self._reporter = reporter
         self._project = project
         self._identity = identity or github_identity_token(reporter)
+        self._first_identity = first_identity
         self._clock = clock
         self._lock = threading.Lock()
-        self._audience: str | None = None
+        self._audience = index.known_audience
         self._token: str | None = None
-        self._first_identity: str | None = None
         self._expires = 0.0
         self._renew_margin = 60.0
+        self._held: Counter[str] = Counter()
+        self._replaced: set[str] = set()
+        """Tokens a renewal replaced while uploads held them: burned once none does."""
+        self._closed = False
         self.claims: Claims | None = None
 
     def token(self, valid_for: float = 0.0) -> str:
         with self._lock:
-            if self._token is None:
-                return self._mint()
-            if self._expires - self._clock() < self._renew_margin + valid_for:
-                self._reporter.log("Renewing the upload token before it expires.")
-                return self._mint()
-            return self._token
+            return self._current(valid_for)
+
+    @contextmanager
+    def lease(self, valid_for: float = 0.0) -> Iterator[str]:
+        with self._lock:
+            token = self._current(valid_for)
+            self._held[token] += 1
+        try:
+            yield token
+        finally:
+            with self._lock:
+                self._held[token] -= 1
+                done = token in self._replaced and not self._held[token]
+                if done:
+                    self._replaced.discard(token)
+            if done:
+                self._burn(token)
 
     def renew(self, stale: str) -> str:
         with self._lock:
             if self._token is not None and self._token != stale:
                 return self._token  # another upload renewed it meanwhile
             token = self._mint()
-            self._reporter.log("Minted a new upload token: the index refused the last as expired.")
-            return token
+        self._reporter.log("Minted a new upload token: the index refused the last as expired.")
+        return token
 
-    def _speculate(self) -> str | None:
-        """The identity token for the audience PyPI (or TestPyPI) names, asked for while the
-        index is asked which audience it names: the two round trips overlap. If the index
-        names another, the token goes unused (it was masked) and another is asked for."""
-        guess = "testpypi" if self._index.is_testpypi else "pypi"
-        early = Pending(lambda: self._identity(guess), "identity token")
-        if self.audience() != guess:
-            return None
-        try:
-            return early.result()
-        except Transient:
-            return None
-
-    def _identity_token(self) -> str:
-        token, self._first_identity = self._first_identity, None
-        return token or self._identity(self.audience())
+    def close(self) -> None:
+        with self._lock:
+            alive = [*self._replaced, *([self._token] if self._token else [])]
+            self._replaced.clear()
+            self._token = None
+            self._closed = True
+        for token in alive:
+            self._burn(token)
 
     def audience(self) -> str:
-        if self._audience is None:
-            url = self._index.audience_url
-            answer = persist(
-                lambda: _send(self._http(), "GET", url),
-                self._policy,
-                self._reporter,
-                label="the audience endpoint",
-                what=f"The audience endpoint ({self._index.host})",
-                fix=_OUTAGE_FIX,
+        if self._audience is not None:
+            return self._audience
+        url = self._index.audience_url
+        answer = persist(
+            lambda: _send(self._http(), "GET", url),
+            self._policy,
+            self._reporter,
+            label="the audience endpoint",
+            what=f"The audience endpoint ({self._index.host})",
+            fix=_OUTAGE_FIX,
+        )
+        if answer.status == 403:
+            raise TrustedPublishingUnavailable(
+                f"{self._index.display_name} answered 403 at {url}: trusted publishing is "
+                "disabled there (PyPI turns it off during incidents).",
+                fix=f"Re-run later, checking {PYPI_STATUS_PAGE}, or pass an API token as "
+                "`password`.",
             )
-            if answer.status == 403:
-                raise TrustedPublishingUnavailable(
-                    f"{self._index.display_name} answered 403 at {url}: trusted publishing is "
-                    "disabled there (PyPI turns it off during incidents).",
-                    fix=f"Re-run later, checking {PYPI_STATUS_PAGE}, or pass an API token as "
-                    "`password`.",
-                )
-            if answer.status == 404:
-                raise TrustedPublishingUnavailable(
-                    f"{url} answered 404: {self._index.host} does not offer trusted publishing.",
-                    fix="Check `repository-url`, or pass an API token for this index as "
-                    "`password`.",
-                )
-            self._audience = _parse(answer, _Audience, url).audience
-        return self._audience
+        if answer.status == 404:
+            raise TrustedPublishingUnavailable(
+                f"{url} answered 404: {self._index.host} does not offer trusted publishing.",
+                fix="Check `repository-url`, or pass an API token for this index as `password`.",
+            )
+        audience = _parse(answer, _Audience, url).audience
+        _refuse_reserved(self._index, audience)
+        self._audience = audience
+        return audience
+
+    def _current(self, valid_for: float) -> str:
+        """The token to hand out now (lock held): minted, or renewed when it would expire
+        within the margin and `valid_for`."""
+        if self._closed:
+            # An upload abandoned by a cancellation may still ask: no token outlives close().
+            raise Transient("the run is over; no new upload token is minted")
+        if self._token is None:
+            return self._mint()
+        if self._expires - self._clock() < self._renew_margin + valid_for:
+            self._reporter.log("Renewing the upload token before it expires.")
+            return self._mint()
+        return self._token
+
+    def _identity_token(self) -> str:
+        first, self._first_identity = self._first_identity, None
+        if first is not None:
+            try:
+                return first.result()
+            except Transient:
+                pass  # this attempt asks again
+        return self._identity(self.audience())
 
     def _mint(self) -> str:
-        if self._audience is None:
-            self._first_identity = self._speculate()
         url = self._index.mint_url
+        self.audience()  # before any identity token is asked for: it may be refused
 
         def attempt() -> Answer:
             identity = self._identity_token()
@@ -218,7 +276,8 @@ class TrustedPublishing:
             self._reporter.mask(body["token"])
         if answer.status == 200:
             minted = _parse(answer, _MintSuccess, url, body)
-            self._remember(minted.token, minted.expires, minted_at)
+            self._replace(minted.token)
+            self._remember(minted.expires, minted_at)
             return minted.token
         if answer.status == 422:
             failure = _parse(answer, _MintFailure, url, body)
@@ -234,7 +293,19 @@ class TrustedPublishing:
             fix=f"Check `repository-url` and {PYPI_STATUS_PAGE}; re-run when the index is healthy.",
         )
 
-    def _remember(self, token: str, expires: float | None, minted_at: float) -> None:
+    def _replace(self, token: str) -> None:
+        """`token` is the one to hand out now (lock held); the one it replaces is burned by
+        its last lease, or now if none holds it."""
+        old, self._token = self._token, token
+        if old is None:
+            return
+        if self._held[old]:
+            self._replaced.add(old)
+        else:
+            # Under the lock, as the mint was: one more short request before the others go on.
+            self._burn(old)
+
+    def _remember(self, expires: float | None, minted_at: float) -> None:
         lifetime = (expires - minted_at) if expires is not None else DEFAULT_LIFETIME
         low, high = _PLAUSIBLE_LIFETIME
         if not low <= lifetime <= high:
@@ -243,10 +314,58 @@ class TrustedPublishing:
                 f"{DEFAULT_LIFETIME:.0f} s instead."
             )
             lifetime = DEFAULT_LIFETIME
-        self._token = token
         self._expires = minted_at + lifetime
         # Renew a minute ahead on PyPI's 15-minute tokens, proportionally on shorter ones.
         self._renew_margin = min(60.0, lifetime / 3)
+
+    def _burn(self, token: str) -> None:
+        """Revokes `token` at the index that minted it: two attempts at most, and quiet
+        whatever happens. The token goes in the body only, as the endpoint takes it."""
+        url = self._index.burn_url
+        why = ""
+        for last in (False, True):
+            try:
+                answer = send(self._http(), "POST", url, json_body={"token": token},
+                              deadline=BURN_DEADLINE)  # fmt: skip
+            except Transient as failure:
+                if not last:
+                    continue
+                why = failure.reason
+            except Exception as error:  # whatever it is, the burn decides nothing
+                why = type(error).__name__
+            else:
+                if 200 <= answer.status < 300:
+                    self._reporter.log(f"Revoked the upload token at {self._index.host}.")
+                    return
+                why = f"HTTP {answer.status}: {self._index.host} does not revoke tokens"
+            self._reporter.debug(
+                f"POST {url}: {log_quoted(why)}; the upload token was not revoked and expires "
+                "on its own."
+            )
+            return
+
+
+def _refuse_reserved(index: Index, audience: str) -> None:
+    """Another index may not ask for an identity token that PyPI, TestPyPI or Sigstore
+    would accept: it could use it there, in this repository's name."""
+    service = RESERVED_AUDIENCES.get(audience.strip().lower())
+    if service is None:
+        return
+    use = (
+        "get a signing certificate from Sigstore in this repository's name and sign "
+        "anything as this workflow"
+        if service == "Sigstore"
+        else f"mint {service} upload tokens for this repository's projects"
+    )
+    raise ReservedAudience(
+        f"{index.host} answered its audience endpoint with {md_code(audience)}, the audience "
+        f"of {service}. An identity token for it is accepted by {service}: {index.host} could "
+        f"use it to {use}. So no identity token was asked for.",
+        fix=f"Ask the operator of {index.host} to give it an audience of its own (a "
+        "self-hosted Warehouse sets it with `OIDC_AUDIENCE`), then re-run. If you meant "
+        "PyPI or TestPyPI, set `repository-url` to `https://upload.pypi.org/legacy/` or "
+        "`https://test.pypi.org/legacy/`.",
+    )
 
 
 _OUTAGE_FIX = (
@@ -277,28 +396,3 @@ def _parse(answer: Answer, model: type[M], url: str, body: object = None) -> M:
     except ValidationError:
         kind = md_code(answer.content_type or "no content type")
         raise _unexpected(url, f"HTTP {answer.status} with {kind}") from None
-
-
-def check_context(context: RunnerContext, index: Index) -> None:
-    """Everything that rules out trusted publishing before a single request."""
-    if context.is_fork_pull_request:
-        raise ForkPullRequest(
-            "This run was triggered by a pull request from a fork; GitHub never gives such "
-            "runs an identity token, whatever `permissions:` says.",
-            fix="Publish from `push` (of a tag), `release` or `workflow_dispatch` in the main "
-            "repository; use `dry-run: true` only on branches of the repository itself.",
-        )
-    if context.event_name == "pull_request_target":
-        raise PullRequestTarget(
-            "This run was triggered by `pull_request_target`; PyPI refuses to mint tokens for "
-            "it because such runs execute code from anyone with the base repository's rights.",
-            fix="Publish from `push` (of a tag), `release` or `workflow_dispatch`.",
-        )
-    if not context.on_github_com and (index.is_pypi or index.is_testpypi):
-        raise EnterpriseServer(
-            f"This run is on {md_code(context.server_url)}; {index.display_name} trusts "
-            "identity tokens from github.com only.",
-            fix="Pass an API token as `password` (from a secret), or publish from github.com.",
-        )
-    if not context.can_request_id_token:
-        raise missing_permission()

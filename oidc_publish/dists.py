@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
     from oidc_publish.report import Reporter
 
+DEFAULT_FOLDER = "dist"
+"""`packages-dir` when not given."""
 WHEEL = "bdist_wheel"
 SDIST = "sdist"
 

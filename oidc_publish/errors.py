@@ -201,6 +201,21 @@ class TrustedPublishingUnavailable(ActionError):
     )
 
 
+class ReservedAudience(ActionError):
+    code = "reserved-audience"
+    title = "The index asks for another service's audience"
+    explanation = (
+        "An index other than PyPI or TestPyPI answered its `/_/oidc/audience` endpoint with "
+        "`pypi`, `testpypi` or `sigstore`. An identity token with that audience is accepted by "
+        "PyPI, TestPyPI or Sigstore: whoever runs that index could use it there, in this "
+        "repository's name, to mint upload tokens for its projects or to get a signing "
+        "certificate. So the action asks GitHub for no such token, and stops before the "
+        "token exchange. The index's operator must give it an audience of its own (Warehouse's "
+        "`OIDC_AUDIENCE` setting). If you meant PyPI or TestPyPI, set `repository-url` to "
+        "`https://upload.pypi.org/legacy/` or `https://test.pypi.org/legacy/`."
+    )
+
+
 class IdTokenUnavailable(ActionError):
     code = "id-token-unavailable"
     title = "GitHub did not issue an identity token"

@@ -1,22 +1,29 @@
-"""The job's GitHub identity token: the one request a run may make before its inputs are read.
+"""The job's GitHub identity token, and whether this job may have one at all.
 
-Trusted publishing's longest wait is a chain: GitHub's identity token, then the index's mint.
-The first link goes to GitHub alone, so it may start before the inputs are validated; a bad
-input drops the token unused. Nothing here imports pydantic, httpx or twine, so the request
-is under way while they load.
+Nothing here imports pydantic, httpx or twine: the checks run, and the token exchange starts,
+while they load.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from oidc_publish.errors import IdTokenUnavailable, MissingIdTokenPermission
-from oidc_publish.network import REQUEST_DEADLINE, Pending, Transient, is_transient_status, within
+from oidc_publish.errors import (
+    EnterpriseServer,
+    ForkPullRequest,
+    IdTokenUnavailable,
+    MissingIdTokenPermission,
+    PullRequestTarget,
+)
+from oidc_publish.network import REQUEST_DEADLINE, Transient, is_transient_status, within
+from oidc_publish.runner import md_code
 
 if TYPE_CHECKING:
+    from oidc_publish.index_urls import Index
     from oidc_publish.report import Reporter
+    from oidc_publish.runner import RunnerContext
 
 PERMISSION_YAML = """\
 ```yaml
@@ -68,29 +75,6 @@ def github_identity_token(reporter: Reporter) -> IdentityTokens:
     return fetch
 
 
-def ask_early(tokens: IdentityTokens, environ: Mapping[str, str]) -> IdentityTokens:
-    """`tokens`, with the token for the audience PyPI (or TestPyPI) names asked for now.
-
-    Only when the job may ask and no API token is given; the first call for that audience
-    takes the early token, every other call asks anew (PyPI accepts a token once).
-    """
-    permitted = environ.get("ACTIONS_ID_TOKEN_REQUEST_URL") and environ.get(
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
-    )
-    if not permitted or environ.get("INPUT_PASSWORD", "").strip():
-        return tokens
-    url = environ.get("INPUT_REPOSITORY_URL") or environ.get("INPUT_REPOSITORY-URL") or ""
-    audience = "testpypi" if "test.pypi.org" in url.lower() else "pypi"
-    early: list[Pending[str]] = [Pending(lambda: tokens(audience), "early identity token")]
-
-    def tokens_for(wanted: str) -> str:
-        if wanted == audience and early:
-            return early.pop().result()
-        return tokens(wanted)
-
-    return tokens_for
-
-
 def missing_permission() -> MissingIdTokenPermission:
     return MissingIdTokenPermission(
         "Trusted publishing needs an identity token, and this job may not request one: "
@@ -100,3 +84,28 @@ def missing_permission() -> MissingIdTokenPermission:
         "checks out code). Or pass an API token as `password`.",
         details=PERMISSION_YAML,
     )
+
+
+def check_context(context: RunnerContext, index: Index) -> None:
+    """Everything that rules out trusted publishing before a single request."""
+    if context.is_fork_pull_request:
+        raise ForkPullRequest(
+            "This run was triggered by a pull request from a fork; GitHub never gives such "
+            "runs an identity token, whatever `permissions:` says.",
+            fix="Publish from `push` (of a tag), `release` or `workflow_dispatch` in the main "
+            "repository; use `dry-run: true` only on branches of the repository itself.",
+        )
+    if context.event_name == "pull_request_target":
+        raise PullRequestTarget(
+            "This run was triggered by `pull_request_target`; PyPI refuses to mint tokens for "
+            "it because such runs execute code from anyone with the base repository's rights.",
+            fix="Publish from `push` (of a tag), `release` or `workflow_dispatch`.",
+        )
+    if not context.on_github_com and (index.is_pypi or index.is_testpypi):
+        raise EnterpriseServer(
+            f"This run is on {md_code(context.server_url)}; {index.display_name} trusts "
+            "identity tokens from github.com only.",
+            fix="Pass an API token as `password` (from a secret), or publish from github.com.",
+        )
+    if not context.can_request_id_token:
+        raise missing_permission()

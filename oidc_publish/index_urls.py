@@ -21,6 +21,14 @@ _FILES = {
     "upload.pypi.org": "https://files.pythonhosted.org/packages",
     "test.pypi.org": "https://test-files.pythonhosted.org/packages",
 }
+# The audiences of PyPI's and TestPyPI's mint endpoints: fixed, so never asked for.
+_AUDIENCE = {
+    "upload.pypi.org": "pypi",
+    "test.pypi.org": "testpypi",
+}
+# Identity tokens with these audiences are accepted by PyPI, TestPyPI and Sigstore's Fulcio:
+# no other host may ask for one.
+RESERVED_AUDIENCES = {"pypi": "PyPI", "testpypi": "TestPyPI", "sigstore": "Sigstore"}
 _UPLOAD_FOR_HOST = {
     "pypi.org": PYPI_UPLOAD,
     "www.pypi.org": PYPI_UPLOAD,
@@ -94,6 +102,21 @@ def check_upload_url(url: str) -> str:
     return url
 
 
+def checked_upload_url(url: str) -> str:
+    """`url`, the `repository-url` input, if uploads can go there; else the error that
+    names the one to use."""
+    from oidc_publish.errors import InvalidRepositoryUrl
+
+    try:
+        return check_upload_url(url)
+    except UploadUrlError as error:
+        hint = f" Use `{error.suggestion}`." if error.suggestion else ""
+        raise InvalidRepositoryUrl(
+            f"`repository-url` cannot take uploads: {error.reason}.",
+            fix=f"Set `repository-url` to the index's upload URL.{hint}",
+        ) from None
+
+
 def _why_not_pypi(host: str, path: str) -> str:
     if host in ("upload.pypi.org", "test.pypi.org") and path == "/legacy/":
         return (
@@ -148,12 +171,22 @@ class Index:
         return self.host
 
     @property
+    def known_audience(self) -> str | None:
+        """The audience PyPI's and TestPyPI's mint endpoints take; None for other indexes,
+        which say theirs at `audience_url`."""
+        return _AUDIENCE.get(self.host)
+
+    @property
     def audience_url(self) -> str:
         return f"{self.origin}/_/oidc/audience"
 
     @property
     def mint_url(self) -> str:
         return f"{self.origin}/_/oidc/mint-token"
+
+    @property
+    def burn_url(self) -> str:
+        return f"{self.origin}/_/oidc/burn-token"
 
     @property
     def simple_url(self) -> str:

@@ -21,9 +21,10 @@ from pydantic import (
     field_validator,
 )
 
-from oidc_publish.errors import InvalidInput, InvalidRepositoryUrl
-from oidc_publish.index_urls import PYPI_UPLOAD, UploadUrlError, check_upload_url
-from oidc_publish.runner import md_code
+from oidc_publish.dists import DEFAULT_FOLDER
+from oidc_publish.errors import InvalidInput
+from oidc_publish.index_urls import PYPI_UPLOAD, checked_upload_url
+from oidc_publish.runner import input_value, md_code
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -49,7 +50,7 @@ class Inputs(BaseModel):
     user: str = "__token__"
     password: SecretStr | None = None
     repository_url: str = Field(PYPI_UPLOAD, alias="repository-url")
-    packages_dir: str = Field("dist", alias="packages-dir")
+    packages_dir: str = Field(DEFAULT_FOLDER, alias="packages-dir")
     verify_metadata: Flag = Field(True, alias="verify-metadata")
     skip_existing: Flag = Field(False, alias="skip-existing")
     verbose: Flag = False
@@ -101,22 +102,11 @@ class Inputs(BaseModel):
         values: dict[str, Any] = {}
         for name, field in cls.model_fields.items():
             public = field.alias or name
-            old = environ.get(f"INPUT_{name.upper()}", "").strip() if field.alias else ""
-            value = old or environ.get(f"INPUT_{public.upper()}", "").strip()
-            if "\n" in value or "\r" in value:
-                # No input is a list; a line break is a YAML slip, or text meant to
-                # smuggle a second line into the log.
-                raise InvalidInput(
-                    f"Input `{public}` spans several lines; it takes one value.",
-                    fix=f"Write `{public}` on one line in the step's `with:` block (a `|` block "
-                    "scalar keeps line breaks; use a plain or quoted value).",
-                )
+            value = input_value(environ, public, old=name if field.alias else None)
             # An empty input means "not given": the default applies.
             if value:
                 values[public] = value
-        url = values.get("repository-url")
-        if url is not None:
-            _check_repository_url(url)
+        checked_upload_url(values.get("repository-url", PYPI_UPLOAD))
         try:
             inputs = cls.model_validate(values)
         except ValidationError as error:
@@ -131,17 +121,6 @@ class Inputs(BaseModel):
                 "token that may write the repository's attestations.",
             )
         return inputs
-
-
-def _check_repository_url(url: str) -> None:
-    try:
-        check_upload_url(url)
-    except UploadUrlError as error:
-        hint = f" Use `{error.suggestion}`." if error.suggestion else ""
-        raise InvalidRepositoryUrl(
-            f"`repository-url` cannot take uploads: {error.reason}.",
-            fix=f"Set `repository-url` to the index's upload URL.{hint}",
-        ) from None
 
 
 def _input_error(error: ValidationError) -> InvalidInput:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, TextIO
 
-from oidc_publish.errors import Diagnostic
+from oidc_publish.errors import Diagnostic, InvalidInput
 
 GITHUB_COM = "https://github.com"
 
@@ -107,6 +107,26 @@ class RunnerContext:
     @property
     def workflow_filename(self) -> str:
         return workflow_filename(self.workflow_ref)
+
+
+def input_value(environ: Mapping[str, str], name: str, *, old: str | None = None) -> str:
+    """An input as the runner passes it to a Docker action, trimmed; "" when not given.
+
+    Every declared input arrives as `INPUT_<NAME>`, upper-cased with hyphens kept
+    (`repository-url` -> `INPUT_REPOSITORY-URL`), "" when it has no value. `old`, a
+    deprecated spelling, wins when given, as in the action this one replaces.
+    """
+    value = environ.get(f"INPUT_{old.upper()}", "").strip() if old else ""
+    value = value or environ.get(f"INPUT_{name.upper()}", "").strip()
+    if "\n" in value or "\r" in value:
+        # No input is a list; a line break is a YAML slip, or text meant to smuggle a
+        # second line into the log.
+        raise InvalidInput(
+            f"Input `{name}` spans several lines; it takes one value.",
+            fix=f"Write `{name}` on one line in the step's `with:` block (a `|` block scalar "
+            "keeps line breaks; use a plain or quoted value).",
+        )
+    return value
 
 
 def _event(path: Path | None) -> Mapping[str, Any]:

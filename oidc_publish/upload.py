@@ -4,8 +4,8 @@ The first file goes alone, so the release exists before the others arrive; then 
 pool of workers uploads the rest. Each file is retried on its own under the shared policy;
 retrying is safe because PyPI answers 200 for a byte-identical file, and where an index
 answers "already exists" instead, reconciliation with the index decides (`reconcile.py`).
-A token is asked for at each request, through a requests auth: the credential renews it,
-once for all workers, when it would expire before the upload ends.
+Each request leases a token from the credential, which renews it, once for all workers, when
+it would expire before the upload ends.
 
 What goes out is exactly what was hashed, checked and attested: the file is hashed again as
 it is sent, and a file that changed since is cut off before its last bytes, so no index
@@ -207,32 +207,37 @@ class Uploader:
             session = self._session()
             started = time.monotonic()
             deadline = REQUEST_DEADLINE + dist.size / SLOW_BYTES_PER_SECOND
-            try:
-                response = within(deadline, lambda: session.upload(dist), dist.filename)
-            except (requests.ConnectionError, requests.Timeout) as error:
-                if is_certificate_failure(error):
-                    raise untrusted_certificate(self._index.upload_url) from None
-                raise Transient(f"{type(error).__name__} while sending") from None
-            except Transient:
-                self._discard_session()  # still busy with the abandoned request
-                raise
-            except _Changed:
-                raise _changed(dist, attested=attestation is not None) from None
-            seconds = time.monotonic() - started
-            self._reporter.debug(
-                f"POST {self._index.upload_url} {dist.filename} ({dist.size} bytes) -> "
-                f"{response.status_code} {response.reason} in {seconds:.1f}s"
-            )
-            if response.status_code == 200:
-                self._speed.learn(dist.size, seconds)
-            if response.status_code == 403 and "expired" in response.reason.lower() and not renewed:
-                renewed = True
-                # However many uploads meet an expired token at once, one of them mints and
-                # says so (the credential logs it); each of them retries.
-                if self._credential.renew(session.auth.last) is not None:
-                    raise Transient(
-                        "the upload token expired; retrying with the renewed token", retry_after=0
-                    )
+            # Held until the answer is in, so a token a renewal replaces meanwhile is burned
+            # only once no upload still sends it.
+            with self._credential.lease(valid_for=self._speed.seconds_for(dist.size)) as token:
+                try:
+                    response = within(deadline, lambda: session.upload(dist, token), dist.filename)
+                except (requests.ConnectionError, requests.Timeout) as error:
+                    if is_certificate_failure(error):
+                        raise untrusted_certificate(self._index.upload_url) from None
+                    raise Transient(f"{type(error).__name__} while sending") from None
+                except Transient:
+                    self._discard_session()  # still busy with the abandoned request
+                    raise
+                except _Changed:
+                    raise _changed(dist, attested=attestation is not None) from None
+                seconds = time.monotonic() - started
+                self._reporter.debug(
+                    f"POST {self._index.upload_url} {dist.filename} ({dist.size} bytes) -> "
+                    f"{response.status_code} {response.reason} in {seconds:.1f}s"
+                )
+                if response.status_code == 200:
+                    self._speed.learn(dist.size, seconds)
+                expired = response.status_code == 403 and "expired" in response.reason.lower()
+                if expired and not renewed:
+                    renewed = True
+                    # However many uploads meet an expired token at once, one of them mints
+                    # and says so (the credential logs it); each of them retries.
+                    if self._credential.renew(token) is not None:
+                        raise Transient(
+                            "the upload token expired; retrying with the renewed token",
+                            retry_after=0,
+                        )
             raise_for_transient(response.status_code, response.reason, response.headers)
             return response
 
@@ -264,7 +269,7 @@ class Uploader:
     def _session(self) -> _Session:
         session: _Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = _Session(self._index.upload_url, self._credential, self._speed, self._ca_file)
+            session = _Session(self._index.upload_url, self._credential.username, self._ca_file)
             self._local.session = session
             with self._opened_lock:
                 self._opened.append(session)
@@ -405,39 +410,19 @@ class _Speed:
         return size / self._bytes_per_second if self._bytes_per_second else 0.0
 
 
-class _TokenAuth(requests.auth.AuthBase):
-    """Asks the credential for a token as each request goes out, as twine's own auth does."""
-
-    def __init__(self, credential: Credential, speed: _Speed) -> None:
-        self._credential = credential
-        self._speed = speed
-        self.last = ""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        size = int(request.headers.get("Content-Length") or 0)
-        self.last = self._credential.token(valid_for=self._speed.seconds_for(size))
-        signed: requests.PreparedRequest = requests.auth.HTTPBasicAuth(
-            self._credential.username, self.last
-        )(request)
-        return signed
-
-
 @dataclass
 class _Session:
-    """One worker's twine Repository, with its timeouts, block size and token auth."""
+    """One worker's twine Repository, with its timeouts and block size."""
 
     url: str
-    credential: Credential
-    speed: _Speed
+    username: str
     ca_file: str | None
 
     def __post_init__(self) -> None:
         self._repository: Any = Repository(self.url, None, None, disable_progress_bar=True)
         self._repository.session.mount("https://", _Adapter(max_retries=0))
-        self.auth = _TokenAuth(self.credential, self.speed)
-        self._repository.session.auth = self.auth
 
-    def upload(self, dist: Distribution) -> _Answer:
+    def upload(self, dist: Distribution, token: str) -> _Answer:
         """One POST of the file, as twine's `Repository.upload` makes it, less its printing
         (which would share stdout with the workflow commands of other threads) and its
         progress bar; the file's bytes checked against its sha256 as they go (`_Hashed`),
@@ -455,6 +440,7 @@ class _Session:
                 allow_redirects=False,
                 stream=True,
                 headers={"Content-Type": body.content_type, "Accept-Encoding": "identity"},
+                auth=requests.auth.HTTPBasicAuth(self.username, token),
                 # Per request, or requests would prefer os.environ's REQUESTS_CA_BUNDLE to the
                 # CA of the environment the run was handed.
                 verify=self.ca_file or True,

@@ -98,7 +98,9 @@ def run(index: LocalIndex, workspace: Path) -> Run:
 
     Every run, passing or failing, is scanned for every secret the index handed out or was
     given (identity tokens, those for Sigstore included, the token-request bearer, minted and
-    API tokens): none may appear anywhere a reader could see it. `sigstore=True` signs
+    API tokens): none may appear anywhere a reader could see it. And every request it made
+    is: each identity token went to the one endpoint its audience belongs to, and no
+    credential anywhere but in the header or field that carries it. `sigstore=True` signs
     against the index's local Sigstore.
     """
 
@@ -106,6 +108,8 @@ def run(index: LocalIndex, workspace: Path) -> Run:
         result = run_action(index, workspace, inputs, **options)
         leaked = result.leaked(index)
         assert not leaked, f"{len(leaked)} secret(s) in the output: {result.all_text()}"
+        misrouted = index.misrouted()
+        assert not misrouted, f"credentials sent where they do not belong: {misrouted}"
         return result
 
     return scanned

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -192,7 +193,7 @@ def trusted_publishing(
         reporter=reporter,
         project=project,
         identity=Identity(index),
-        **({} if clock is None else {"clock": clock}),
+        clock=clock or time.time,
     )
 
 

@@ -76,6 +76,7 @@ def test_a_cancelled_job_ends_at_once_and_its_summary_says_what_is_on_the_index(
     assert files_output(result) == [first.name]
     assert index.files() == {first.name: sha256(first)}
     assert index.count("upload") == 1 + len(flying)
+    assert index.alive_tokens() == []  # burned on the way out
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -387,3 +387,4 @@ def test_the_deadline_during_the_parallel_uploads_starts_no_other_and_names_what
     # The deadline stops the run as a cancellation does: the last file never started.
     assert index.count("upload") == 1 + len(flying)
     assert index.files() == {first.name: sha256(first)}
+    assert index.alive_tokens() == []

@@ -15,23 +15,34 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from oidc_publish.credentials import TrustedPublishing
+from oidc_publish.credentials import ApiToken, TrustedPublishing
 from oidc_publish.diagnosis import password_notice
-from oidc_publish.errors import PublisherMismatch, TrustedPublishingUnavailable, UnexpectedResponse
+from oidc_publish.errors import (
+    PublisherMismatch,
+    ReservedAudience,
+    TrustedPublishingUnavailable,
+    UnexpectedResponse,
+)
 from oidc_publish.index_urls import PYPI_UPLOAD, TESTPYPI_UPLOAD, Index
+from oidc_publish.network import Transient
 from oidc_publish.report import Publication
-from oidc_publish.runner import RunnerContext
+from oidc_publish.runner import RunnerContext, md_code
 from tests.inprocess import (
     UNAVAILABLE,
     Clock,
+    Identity,
     Journal,
     Sleeps,
     http_client,
+    policy,
     secret_lines,
     trusted_publishing,
 )
 from tests.localindex import identity
+from tests.localindex.clients import twine_upload
+from tests.localindex.dists import make_wheel
 from tests.localindex.oidc import default_publisher
+from tests.localindex.pypi import INVALID_AUTH
 from tests.localindex.server import Fault, LocalIndex
 
 
@@ -255,3 +266,144 @@ def test_a_token_in_a_malformed_mint_answer_is_masked_too(
     assert "::add-mask::pypi-leaked-secret" in journal.text().splitlines()
     journal.finish(Publication(), caught.value)
     assert secret_lines(journal.text(), ["pypi-leaked-secret", *index.secrets()]) == []
+
+
+# The audience: known on PyPI, never a reserved one anywhere else.
+
+
+@pytest.mark.parametrize(
+    ("url", "audience"), [(PYPI_UPLOAD, "pypi"), (TESTPYPI_UPLOAD, "testpypi")]
+)
+def test_pypi_and_testpypi_audiences_are_known_and_never_asked_for(
+    index: LocalIndex, journal: Journal, monkeypatch: pytest.MonkeyPatch, url: str, audience: str
+) -> None:
+    # The index's proxy is the only way to PyPI's hosts: it takes them to the index.
+    monkeypatch.setenv("HTTPS_PROXY", index.proxy.url)
+    identity = Identity(index)
+    with http_client(index, journal) as http:
+        publishing = TrustedPublishing(
+            index=Index(url),
+            http=lambda: http,
+            policy=policy(Sleeps()),
+            reporter=journal,
+            project="sample-project",
+            identity=identity,
+        )
+        token = publishing.token()
+
+    assert token in index.minted_tokens
+    assert identity.audiences == [audience]
+    assert index.count("audience") == 0
+    assert [e.endpoint for e in index.log if e.endpoint != "id-token"] == ["mint"]
+    assert Index(url).host in index.proxy.hosts()
+
+
+@pytest.mark.parametrize("claimed", ["pypi", " PyPI\n", "testpypi", "Sigstore"])
+def test_another_index_may_not_claim_a_reserved_audience(
+    index: LocalIndex, journal: Journal, http: httpx.Client, claimed: str
+) -> None:
+    index.audience = claimed
+
+    with pytest.raises(ReservedAudience) as caught:
+        publishing(index, journal, http).token()
+
+    # Asked for nothing: no identity token exists that the index could use elsewhere.
+    assert index.issued_id_tokens == []
+    assert [e.endpoint for e in index.log] == ["audience"]
+    error = caught.value
+    service = {"pypi": "PyPI", "testpypi": "TestPyPI", "sigstore": "Sigstore"}[
+        claimed.strip().lower()
+    ]
+    assert f"127.0.0.1 answered its audience endpoint with {md_code(claimed)}" in error.message
+    assert f"accepted by {service}" in error.message
+    assert "`OIDC_AUDIENCE`" in error.fix
+
+
+# The burn: every token dies once nothing will use it again.
+
+
+def test_closing_burns_the_token_and_the_index_refuses_it_from_then_on(
+    index: LocalIndex, journal: Journal, http: httpx.Client, tmp_path: Path
+) -> None:
+    credential = publishing(index, journal, http)
+    token = credential.token()
+
+    credential.close()
+
+    assert index.count("burn", 202) == 1
+    assert index.alive_tokens() == []
+    assert "Revoked the upload token at 127.0.0.1." in journal.lines
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    refused = twine_upload(index, wheel, token)
+    assert (refused.status_code, refused.reason) == (403, INVALID_AUTH)
+    assert secret_lines(journal.text(), index.secrets()) == []
+
+
+def test_a_closed_credential_mints_no_new_token(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    credential = publishing(index, journal, http)
+    credential.token()
+    credential.close()
+
+    with pytest.raises(Transient), credential.lease():
+        pass
+
+    assert index.count("mint") == 1
+
+
+@pytest.mark.parametrize(
+    ("faults", "attempts", "why"),
+    [
+        pytest.param([], 1, "HTTP 404", id="no-endpoint"),
+        pytest.param([UNAVAILABLE, UNAVAILABLE], 2, "HTTP 503", id="down"),
+        pytest.param([Fault.reset(), Fault.reset()], 2, "Error", id="reset"),
+        pytest.param([Fault.huge(4 * 1024 * 1024)], 1, "TooLarge", id="huge"),
+    ],
+)
+def test_a_burn_the_index_cannot_take_is_one_debug_line_and_never_an_error(
+    index: LocalIndex,
+    journal: Journal,
+    http: httpx.Client,
+    faults: list[Fault],
+    attempts: int,
+    why: str,
+) -> None:
+    credential = publishing(index, journal, http)
+    credential.token()
+    index.burn_endpoint = bool(faults)
+    index.faults("burn", *faults)
+
+    credential.close()
+
+    assert index.count("burn") == attempts
+    [line] = [line for line in journal.lines if "burn-token" in line and "not revoked" in line]
+    assert why in line
+    assert "expires on its own" in line
+    assert journal.diagnostics == []
+
+
+def test_an_api_token_is_never_sent_to_the_burn_endpoint(index: LocalIndex) -> None:
+    credential = ApiToken("__token__", "pypi-static")
+    with credential.lease() as token:
+        assert token == "pypi-static"
+
+    credential.close()
+
+    assert index.log == []
+
+
+def test_a_replaced_token_is_burned_when_its_last_upload_ends(
+    index: LocalIndex, journal: Journal, http: httpx.Client
+) -> None:
+    clock = Clock(time.time())
+    credential = publishing(index, journal, http, clock=clock)
+
+    with credential.lease() as old:
+        clock.now += 870.0  # the renewal margin reached
+        with credential.lease() as new:
+            assert new != old
+            assert not index.minted_tokens[old].burned  # an upload still sends it
+        assert not index.minted_tokens[old].burned
+    assert index.minted_tokens[old].burned
+    assert index.alive_tokens() == [new]

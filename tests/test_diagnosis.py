@@ -35,7 +35,7 @@ def test_missing_id_token_permission_shows_the_yaml_to_add(
     assert "id-token: write" in error.message
     assert "password" in error.message
     assert "```yaml\njobs:\n  publish:\n    permissions:\n      id-token: write" in result.summary
-    assert index.beyond_github() == []
+    assert index.log == []
 
 
 def test_fork_pull_request_says_forks_never_get_a_token(
@@ -56,7 +56,7 @@ def test_fork_pull_request_says_forks_never_get_a_token(
     assert "never gives" in error.message
     assert "`push`" in error.message
     assert "`release`" in error.message
-    assert index.beyond_github() == []
+    assert index.log == []
 
 
 def test_pull_request_target_is_refused_before_trying(
@@ -68,7 +68,7 @@ def test_pull_request_target_is_refused_before_trying(
 
     error = the_error(result)
     assert error.title == "PyPI refuses `pull_request_target` workflows"
-    assert index.beyond_github() == []
+    assert index.log == []
 
 
 def test_enterprise_server_cannot_use_trusted_publishing_to_pypi(
@@ -98,7 +98,7 @@ def test_wrong_repository_url_names_the_right_one(
     assert error.title == "`repository-url` is not an upload URL"
     assert "`repository-url`" in error.message
     assert "Use `https://upload.pypi.org/legacy/`." in error.message
-    assert index.beyond_github() == []
+    assert index.log == []
 
 
 def test_distributions_that_cannot_go_up_together_are_all_annotated_before_uploading(
@@ -134,8 +134,9 @@ def test_distributions_that_cannot_go_up_together_are_all_annotated_before_uploa
         "More than one sdist",
         "Several versions of one project",
     }
-    # A stale version shows in the file names: no request is made at all.
-    assert index.beyond_github() == []
+    # Nothing was uploaded or signed, and the token the exchange minted meanwhile is burned.
+    assert index.made_public() == []
+    assert index.alive_tokens() == []
 
 
 def test_rst_description_that_pypi_would_refuse(

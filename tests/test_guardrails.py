@@ -31,7 +31,7 @@ def test_a_tag_that_names_the_version_or_none_publishes(
     assert set(index.files()) == {wheel.name, sdist.name}
 
 
-def test_a_tag_for_another_version_stops_the_run_before_any_request(
+def test_a_tag_for_another_version_stops_the_run_before_any_upload(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
     make_release(workspace)
@@ -44,7 +44,8 @@ def test_a_tag_for_another_version_stops_the_run_before_any_request(
     assert "1.0.1" in error.message
     assert "sample-project 1.0.0" in error.message
     assert "`verify-tag: false`" in error.message
-    assert index.beyond_github() == []
+    assert index.made_public() == []
+    assert index.alive_tokens() == []
     # The check can be turned off for tags that mean something else.
     assert run({"verify-tag": "false"}, env={"GITHUB_REF": "refs/tags/v1.0.1"}).returncode == 0
 

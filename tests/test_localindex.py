@@ -294,7 +294,7 @@ def test_faults_are_acted_out_once_each_in_order(index: LocalIndex, tmp_path: Pa
         unavailable = client.get("/_/oidc/audience")
         with pytest.raises(httpx.ReadTimeout):
             client.get("/_/oidc/audience")
-        assert client.get("/_/oidc/audience").json() == {"audience": "pypi"}
+        assert client.get("/_/oidc/audience").json() == {"audience": index.audience}
         # Not twine: after a TLS-level EOF its session retries the POST with a spent body.
         with pytest.raises(httpx.TransportError):
             client.post("/legacy/", content=wheel.read_bytes())

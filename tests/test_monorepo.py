@@ -95,7 +95,7 @@ def test_a_project_without_the_publisher_is_refused_by_name_and_the_other_stays_
     ]
 
 
-def test_a_stale_second_version_is_refused_before_any_request(
+def test_a_stale_second_version_is_refused_before_any_upload(
     index: LocalIndex, workspace: Path, run: Run
 ) -> None:
     monorepo(workspace)
@@ -104,7 +104,8 @@ def test_a_stale_second_version_is_refused_before_any_request(
     result = run(env=BRANCH)
 
     assert result.returncode == 1
-    assert index.beyond_github() == []
+    assert index.made_public() == []
+    assert index.alive_tokens() == []
     [error] = [a for a in result.annotations if a.level == "error"]
     assert error.title == "Several versions of one project"
     assert stale.name in error.message

@@ -13,6 +13,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -134,19 +135,23 @@ class Together:
         self._calls = 0
         self._lock = threading.Lock()
 
-    def token(self, valid_for: float = 0.0) -> str:
+    @contextmanager
+    def lease(self, valid_for: float = 0.0) -> Iterator[str]:
         with self._lock:
             self._calls += 1
             meets = 2 <= self._calls <= 1 + self._barrier.parties
         if meets and self._meet_first:
             self._barrier.wait()
-        token = self._inner.token(valid_for)
-        if meets and not self._meet_first:
-            self._barrier.wait()
-        return token
+        with self._inner.lease(valid_for) as token:
+            if meets and not self._meet_first:
+                self._barrier.wait()
+            yield token
 
     def renew(self, stale: str) -> str | None:
         return self._inner.renew(stale)
+
+    def close(self) -> None:
+        self._inner.close()
 
 
 def names(files: list[FileResult] | list[Distribution]) -> list[str]:
@@ -197,8 +202,14 @@ def test_one_renewal_serves_every_worker_when_the_token_nears_expiry(rig: Rig) -
     assert rig.index.count("mint", 200) == 2
     assert len(rig.index.minted_tokens) == 2
     assert rig.reporter.text().count("Renewing the upload token before it expires.") == 1
+    # The replaced token was burned, and never sent again: the index refused nothing.
+    first, second = rig.index.minted_tokens
+    assert rig.index.minted_tokens[first].burned
     assert rig.index.count("upload", 403) == 0
     assert rig.index.files() == on_index(dists)
+    assert rig.index.alive_tokens() == [second]
+    publishing.close()
+    assert rig.index.alive_tokens() == []
 
 
 def peak_memory(work: Callable[[], T]) -> tuple[T, int]:
@@ -231,6 +242,9 @@ def test_an_expired_token_refused_under_several_workers_is_minted_again_once(rig
     assert rig.index.count("upload", 403) == 4
     assert rig.index.count("mint", 200) == 2
     assert len(rig.index.minted_tokens) == 2
+    # The expired token was burned once the last of the four uploads holding it was done.
+    first, _ = rig.index.minted_tokens
+    assert rig.index.minted_tokens[first].burned
     assert rig.index.files() == on_index(dists)
     # The retry after a renewal does not wait.
     assert rig.sleeps.waits == [0.0] * 4

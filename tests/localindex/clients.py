@@ -24,11 +24,12 @@ def https_client(index: LocalIndex, *, timeout: float = 10) -> httpx.Client:
     return httpx.Client(base_url=index.url, verify=trust, timeout=timeout)
 
 
-def id_token(index: LocalIndex, audience: str = "pypi") -> str:
-    """A GitHub ID token, requested as a job with `id-token: write` requests it."""
+def id_token(index: LocalIndex, audience: str | None = None) -> str:
+    """A GitHub ID token for `audience` (the index's own by default), requested as a job with
+    `id-token: write` requests it."""
     with https_client(index) as client:
         response = client.get(
-            f"{index.id_token_request_url}&audience={audience}",
+            f"{index.id_token_request_url}&audience={audience or index.audience}",
             headers={"Authorization": f"Bearer {index.id_token_request_token}"},
         )
     response.raise_for_status()
@@ -37,7 +38,7 @@ def id_token(index: LocalIndex, audience: str = "pypi") -> str:
 
 def mint_token(index: LocalIndex) -> str:
     """A fresh upload token, exchanged for a fresh ID token."""
-    token = id_token(index, index.audience)
+    token = id_token(index)
     with https_client(index) as client:
         response = client.post("/_/oidc/mint-token", json={"token": token})
     response.raise_for_status()

@@ -69,6 +69,8 @@ class MintedToken:
     token: str
     expires_at: float
     publisher: Publisher
+    burned: bool = False
+    """Revoked at `/_/oidc/burn-token`: refused from then on like a token never minted."""
 
 
 def check_description(form: Form) -> None:
@@ -319,7 +321,7 @@ def authenticate(
     if password in api_tokens:
         return None
     minted = minted_tokens.get(password)
-    if minted is None:
+    if minted is None or minted.burned:
         raise Refusal(403, INVALID_AUTH)
     return minted
 

@@ -10,7 +10,8 @@
   attestations`, github_api.py), with the job's GITHUB_TOKEN (`github_token()`) carrying the
   permissions in `github_permissions`; point GITHUB_API_URL at `url`;
 - PyPI's trusted-publishing endpoints (`/_/oidc/audience`, `/_/oidc/mint-token`,
-  `/_/oidc/github/mint-token`) and upload endpoint (`/legacy/`), emulated from
+  `/_/oidc/github/mint-token`, `/_/oidc/burn-token`) and upload endpoint (`/legacy/`),
+  emulated from
   warehouse's source: same checks, order, status codes and wording (pypi.py), PEP 740
   attestations verified as PyPI verifies them, and the Integrity API
   (`/integrity/<project>/<version>/<file>/provenance`);
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import json
 import shutil
 import ssl
 import tempfile
@@ -36,7 +38,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from secrets import token_hex, token_urlsafe
 from types import MappingProxyType, TracebackType
@@ -47,9 +49,11 @@ import trustme
 from packaging.version import InvalidVersion, Version
 
 from tests.localindex import identity, multipart, oidc, pypi
+from tests.localindex.carried import Carried, carried
 from tests.localindex.dists import sha256
 from tests.localindex.github_api import GitHubApi
 from tests.localindex.oidc import Publisher
+from tests.localindex.proxy import ConnectProxy
 from tests.localindex.pypi import MintedToken, ProjectStatus, Refusal
 from tests.localindex.sigstore import (
     MOUNTS,
@@ -75,7 +79,7 @@ __all__ = [
 
 # What the index serves itself; what it logs; what faults can be scripted for.
 _Served = Literal[
-    "audience", "id-token", "mint", "upload", "simple", "integrity", "github-attestations"
+    "audience", "id-token", "mint", "burn", "upload", "simple", "integrity", "github-attestations"
 ]
 Endpoint = Literal[_Served, "other"]
 FaultEndpoint = Literal[_Served, "fulcio", "rekor"]
@@ -85,6 +89,7 @@ _ROUTES: dict[str, Endpoint] = {
     "/_github/token": "id-token",
     "/_/oidc/mint-token": "mint",
     "/_/oidc/github/mint-token": "mint",
+    "/_/oidc/burn-token": "burn",
     "/legacy/": "upload",
     "/legacy": "upload",
 }
@@ -92,6 +97,7 @@ _METHODS: dict[str, str] = {
     "audience": "GET",
     "id-token": "GET",
     "mint": "POST",
+    "burn": "POST",
     "upload": "POST",
     "integrity": "GET",
     "github-attestations": "POST",
@@ -113,6 +119,19 @@ REAL_LATENCY: Mapping[str, float] = MappingProxyType(
 )
 """Server-side delays standing for what a GitHub-hosted runner pays to GitHub's token
 service and PyPI (round trips and server time), for LocalIndex.latency in benchmarks."""
+
+
+AUDIENCE = "localindex"
+"""The local index's own audience, as a self-hosted Warehouse has its own."""
+PYPI_AUDIENCES: Mapping[str, str] = MappingProxyType(
+    {"upload.pypi.org": "pypi", "test.pypi.org": "testpypi"}
+)
+"""Reached by these names (through `proxy`), the index is PyPI or TestPyPI and takes their
+audience."""
+NAMES = (*PYPI_AUDIENCES, "pypi.org", "files.pythonhosted.org")
+"""The names the index answers to through its proxy, besides 127.0.0.1: those of PyPI's
+hosts, so that a run can publish to `https://upload.pypi.org/legacy/` and never leave the
+machine (its CA is the only one trusted)."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +162,11 @@ class LocalIndex:
     content, with 409, or 400 "Bad Request" for twine's User-Agent.
     """
     audience: str
+    """What `/_/oidc/audience` answers, and the mint takes: an audience of its own, as a
+    self-hosted Warehouse has (PyPI's, TestPyPI's and Sigstore's are reserved)."""
     trusted_publishing: Literal["enabled", "disabled", "absent"]
+    burn_endpoint: bool
+    """Whether `/_/oidc/burn-token` exists (Warehouse has it since its pull request 20197)."""
     token_lifetime: float
     """Seconds a minted upload token stays valid."""
     upload_throttle: float | None
@@ -177,7 +200,7 @@ class LocalIndex:
         self.ca_pem = self._tmp / "ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_pem))
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ca.issue_cert("127.0.0.1", "localhost").configure_cert(tls)
+        ca.issue_cert("127.0.0.1", "localhost", *NAMES).configure_cert(tls)
         self._issuer = oidc.Issuer()
         with warnings.catch_warnings():
             # Its bundled bottle imports cgi, deprecated since Python 3.11 (gone in 3.13).
@@ -202,6 +225,8 @@ class LocalIndex:
         self.log: list[LogEntry] = self._requests.log
         self.simple_requests: list[SimpleRequest] = []
         self.issued_id_tokens: list[str] = []
+        self.id_token_audiences: dict[str, str] = {}
+        """The audience each issued identity token is for."""
         self.minted_tokens: dict[str, MintedToken] = {}
         """Upload tokens minted so far, by token."""
         self.api_tokens: set[str] = set()
@@ -218,15 +243,19 @@ class LocalIndex:
         """The local Sigstore this server serves; reset with the index."""
         self.github = GitHubApi(self.sigstore.trust_config_path)
         """GitHub's attestation store: the tokens issued and the attestations stored."""
+        self.proxy = ConnectProxy(dict.fromkeys(NAMES, ("127.0.0.1", self.port)))
+        """The way to the index by its `NAMES`; reset with the index."""
         for prefix, name in _SIGSTORE_MOUNTS.items():
             reset = self.sigstore.reset if name == "sigstore" else None
             self.mount(prefix, self.sigstore.app, name=name, reset=reset)
 
     def start(self) -> LocalIndex:
         self._thread.start()
+        self.proxy.start()
         return self
 
     def stop(self) -> None:
+        self.proxy.stop()
         self._requests.cancel()
         if self._thread.is_alive():
             self._server.shutdown()
@@ -262,9 +291,11 @@ class LocalIndex:
             self._unlisted.clear()
         self.simple_requests.clear()
         self.issued_id_tokens.clear()
+        self.id_token_audiences.clear()
         self.minted_tokens.clear()
         self.api_tokens.clear()
         self.github.reset()
+        self.proxy.reset()
         self._restore_defaults()
         for mount in self._mounts:
             if mount.reset is not None:
@@ -272,8 +303,9 @@ class LocalIndex:
 
     def _restore_defaults(self) -> None:
         self.mode = "pypi"
-        self.audience = "pypi"
+        self.audience = AUDIENCE
         self.trusted_publishing = "enabled"
+        self.burn_endpoint = True
         self.token_lifetime = 900
         self.upload_throttle = None
         self.latency = {}
@@ -361,11 +393,41 @@ class LocalIndex:
             if entry.endpoint == endpoint and (status is None or entry.status == status)
         )
 
-    def beyond_github(self) -> list[LogEntry]:
-        """Every request but those for GitHub's identity token: what a run that stops before
-        its first request to the index or Sigstore must not have made. (The identity token,
-        asked of GitHub alone, may be under way before the inputs are read.)"""
-        return [entry for entry in self.log if entry.endpoint != "id-token"]
+    def carried(self) -> set[Carried]:
+        """Which credential went to which endpoint, and where in the request: every
+        credential the index handed out or was given, by kind (see carried.py)."""
+        kinds = {self.id_token_request_token: "ACTIONS_ID_TOKEN_REQUEST_TOKEN"}
+        for token, audience in self.id_token_audiences.items():
+            kinds[token] = f"identity token ({'sigstore' if audience == 'sigstore' else 'index'})"
+        kinds |= dict.fromkeys(self.minted_tokens, "upload token")
+        kinds |= dict.fromkeys(self.api_tokens, "API token")
+        kinds |= dict.fromkeys(self.github.tokens, "github-token")
+        with self._requests.lock:
+            seen = list(self._requests.seen)
+        return carried(seen, kinds)
+
+    def misrouted(self) -> list[Carried]:
+        """Credentials where they must never be: an identity token anywhere but at the one
+        endpoint its audience belongs to (the index's mint, Sigstore's Fulcio), or any
+        credential outside the header or field that carries it."""
+        belongs = {"identity token (index)": "mint", "identity token (sigstore)": "fulcio"}
+        return [
+            seen
+            for seen in self.carried()
+            if seen.carrier == "elsewhere"
+            or belongs.get(seen.credential, seen.endpoint) != seen.endpoint
+        ]
+
+    def made_public(self) -> list[LogEntry]:
+        """What a run that fails a check must not have made: uploads, requests to Sigstore
+        (its log entries are public and permanent), stores in GitHub. The token exchange
+        runs beside the checks, so it may have; see `alive_tokens`."""
+        public = {"upload", "fulcio", "rekor", "sigstore", "github-attestations"}
+        return [entry for entry in self.log if entry.endpoint in public]
+
+    def alive_tokens(self) -> list[str]:
+        """Minted upload tokens never burned: what a finished run must not leave behind."""
+        return [token for token, minted in self.minted_tokens.items() if not minted.burned]
 
     def wait_for(self, condition: Callable[[list[LogEntry]], bool], timeout: float = 30.0) -> None:
         """Blocks until the log satisfies `condition`; a held request is logged as it arrives.
@@ -444,6 +506,7 @@ class LocalIndex:
             "audience": self._audience,
             "id-token": self._id_token,
             "mint": self._mint,
+            "burn": self._burn,
             "upload": self._upload,
             "integrity": self._integrity,
             "github-attestations": self._github_attestations,
@@ -487,7 +550,12 @@ class LocalIndex:
             return ex.page(404)
         if self.trusted_publishing == "disabled":
             return ex.json(403, {"message": "Trusted publishing functionality not enabled"})
-        return ex.json(200, {"audience": self.audience})
+        return ex.json(200, {"audience": self._audience_at(ex)})
+
+    def _audience_at(self, ex: Exchange) -> str:
+        """The audience of the index as the request names it: PyPI's on PyPI's host."""
+        host = ex.header("Host").rpartition(":")[0] or ex.header("Host")
+        return PYPI_AUDIENCES.get(host.lower(), self.audience)
 
     def _id_token(self, ex: Exchange) -> list[bytes]:
         scheme, _, credential = ex.header("Authorization").partition(" ")
@@ -497,8 +565,10 @@ class LocalIndex:
         # Without an audience GitHub uses the repository owner's URL.
         default_audience = f"https://github.com/{identity.OWNER}"
         query = parse_qs(ex.environ.get("QUERY_STRING", ""))
-        token = self._issuer.id_token(query.get("audience", [default_audience])[0], self.claims)
+        audience = query.get("audience", [default_audience])[0]
+        token = self._issuer.id_token(audience, self.claims)
         self.issued_id_tokens.append(token)
+        self.id_token_audiences[token] = audience
         return ex.json(200, {"value": token})
 
     def _mint(self, ex: Exchange) -> list[bytes]:
@@ -511,7 +581,7 @@ class LocalIndex:
                 publisher, jti = oidc.verify(
                     body.getvalue(),
                     issuer=self._issuer,
-                    audience=self.audience,
+                    audience=self._audience_at(ex),
                     enabled=self.trusted_publishing == "enabled",
                     publishers=self.publishers,
                     used_jtis=self._used_jtis,
@@ -527,6 +597,24 @@ class LocalIndex:
             return ex.json(422, {"message": "Token request failed", "errors": [error]})
         answer = {"success": True, "token": minted.token, "expires": int(minted.expires_at)}
         return ex.json(200, answer)
+
+    def _burn(self, ex: Exchange) -> list[bytes]:
+        """As warehouse answers it: 202 whatever was sent; a minted token it names is
+        revoked, anything else (an API token, garbage) changes nothing."""
+        if not self.burn_endpoint or self.trusted_publishing == "absent":
+            return ex.page(404)
+        body = io.BytesIO()
+        ex.read_body(body, limit=_MIB)
+        try:
+            sent = json.loads(body.getvalue())
+        except ValueError:
+            sent = None
+        token = sent.get("token") if isinstance(sent, dict) else None
+        with self._lock:
+            minted = self.minted_tokens.get(token) if isinstance(token, str) else None
+            if minted is not None:
+                self.minted_tokens[minted.token] = replace(minted, burned=True)
+        return ex.json(202, {"message": "Accepted", "errors": []})
 
     # --- upload -------------------------------------------------------------------------
 

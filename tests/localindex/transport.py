@@ -28,6 +28,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, NoReturn, cast
 from wsgiref.headers import Headers
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 
+from tests.localindex.carried import BODY_HEAD, Seen
+
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -215,6 +217,8 @@ class Requests:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.log: list[LogEntry] = []
+        self.seen: list[Seen] = []
+        """Every request's headers and the start of its body, as it arrived."""
         self._changed = threading.Condition(self.lock)
         self._faults: dict[str, deque[Fault]] = {}
         self._generation = 0
@@ -224,6 +228,11 @@ class Requests:
     def session(self) -> tuple[int, threading.Event]:
         with self.lock:
             return self._generation, self._cancelled
+
+    def arrived(self, generation: int, seen: Seen) -> None:
+        with self.lock:
+            if generation == self._generation:
+                self.seen.append(seen)
 
     def record(self, generation: int, entry: LogEntry) -> None:
         with self.lock:
@@ -264,6 +273,7 @@ class Requests:
             self._generation += 1
             self._faults.clear()
             self.log.clear()
+            self.seen.clear()
             self._changed.notify_all()
 
     def cancel(self) -> None:
@@ -290,6 +300,8 @@ class Exchange:
         self._start_response = start_response
         self._generation, self._cancelled = requests.session()
         self._body_read = False
+        self._seen = Seen(endpoint, self.headers(), bytearray())
+        requests.arrived(self._generation, self._seen)
         environ[EXCHANGE] = self
 
     def header(self, name: str) -> str:
@@ -430,6 +442,9 @@ class Exchange:
         for chunk in chunks:
             piece = chunk if limit is None else chunk[: limit - received]
             received += len(piece)
+            kept = BODY_HEAD - len(self._seen.body)
+            if kept > 0:
+                self._seen.body.extend(piece[:kept])
             if sink is not None:
                 sink.write(piece)
             if rate:
