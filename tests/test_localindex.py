@@ -482,6 +482,32 @@ def test_a_reason_phrase_goes_out_raw_control_characters_included(index: LocalIn
     assert status_line == b"HTTP/1.1 400 " + reason.encode() + b"\r\n"
 
 
+def test_a_body_announced_with_expect_100_continue_is_asked_for_at_once(
+    index: LocalIndex,
+) -> None:
+    trust = ssl.create_default_context(cafile=str(index.ca_pem))
+    head = (
+        b"POST /legacy/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+
+    with (
+        socket.create_connection(("127.0.0.1", index.port)) as raw,
+        trust.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        # Without the interim answer this read waits until the timeout, as curl would.
+        tls.settimeout(10)
+        tls.sendall(head)
+        answer = tls.makefile("rb")
+        interim = [answer.readline(), answer.readline()]
+        tls.sendall(b"hello")
+        final = answer.readline()
+
+    assert interim == [b"HTTP/1.1 100 Continue\r\n", b"\r\n"]
+    assert final.startswith(b"HTTP/1.1 403 ")
+    assert index.log == [("upload", "POST", "/legacy/", 403)]
+
+
 def test_a_redirect_to_plain_http_and_odd_headers(index: LocalIndex) -> None:
     index.faults(
         "simple",
