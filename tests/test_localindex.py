@@ -270,6 +270,62 @@ def test_upload_content_is_checked_as_pypi_checks_it(index: LocalIndex, tmp_path
     assert index.files() == {}
 
 
+def form_after_the_file(
+    fields: dict[str, str], path: Path, after: dict[str, str]
+) -> tuple[bytes, str]:
+    """A multipart upload form with `fields`, then the file, then `after`; and its type."""
+    boundary = "form-boundary-" + "7" * 16
+
+    def part(disposition: str, value: bytes) -> bytes:
+        head = f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n"
+        return head.encode() + value + b"\r\n"
+
+    body = b"".join(part(f'name="{k}"', v.encode()) for k, v in fields.items())
+    body += part(f'name="content"; filename="{path.name}"', path.read_bytes())
+    body += b"".join(part(f'name="{k}"', v.encode()) for k, v in after.items())
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("wrong", ["md5_digest", "sha256_digest", "blake2_256_digest"])
+def test_digests_after_the_file_are_checked_as_pypi_checks_them(
+    index: LocalIndex, tmp_path: Path, wrong: str
+) -> None:
+    # Warehouse reads the whole form before judging it: a digest may follow the file.
+    index.api_tokens.add(STATIC_TOKEN)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    data = wheel.read_bytes()
+    digests = {
+        "md5_digest": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
+    }
+    fields = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "name": "sample-project",
+        "version": "1.0.0",
+    }
+
+    def upload(after: dict[str, str]) -> httpx.Response:
+        body, content_type = form_after_the_file(fields, wheel, after)
+        with https_client(index) as client:
+            return client.post(
+                "/legacy/",
+                auth=("__token__", STATIC_TOKEN),
+                content=body,
+                headers={"Content-Type": content_type},
+            )
+
+    refused = upload({**digests, wrong: "0" * len(digests[wrong])})
+    assert (refused.status_code, refused.reason_phrase) == (
+        400,
+        "The digest supplied does not match a digest calculated from the uploaded file.",
+    )
+    assert index.files() == {}
+    assert upload(digests).status_code == 200
+    assert index.files() == {wheel.name: sha256(wheel)}
+
+
 def test_dists_are_valid_and_breakable_on_purpose(tmp_path: Path) -> None:
     good = [make_wheel(tmp_path, "sample-project", "1.0.0"), make_sdist(tmp_path, "x.y", "2")]
     broken = make_sdist(
