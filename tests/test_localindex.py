@@ -19,6 +19,7 @@ from twine.commands.check import check
 from tests.localindex import identity
 from tests.localindex.clients import https_client, id_token, mint_token, pip_install, twine_upload
 from tests.localindex.dists import BROKEN_RST, make_sdist, make_wheel, sha256
+from tests.localindex.index_process import IndexProcess
 from tests.localindex.oidc import default_publisher
 from tests.localindex.runner import Annotation, run_action
 from tests.localindex.server import Fault, LocalIndex
@@ -436,6 +437,23 @@ def test_runner_builds_the_containers_environment_and_reads_commands_back(
     assert env["REQUESTS_CA_BUNDLE"] == str(index.ca_pem)
     with pytest.raises(ValueError, match="no-such-input"):
         run_action(index, workspace, {"no-such-input": "x"}, entrypoint=entrypoint)
+
+
+def test_an_index_in_a_process_of_its_own_serves_a_whole_run(workspace: Path) -> None:
+    # The benchmark's index: every request of the run, and every reading, crosses into
+    # the child process.
+    wheel = make_wheel(workspace / "dist", "sample-project", "1.0.0")
+    with IndexProcess() as index:
+        index.add_api_token(STATIC_TOKEN)
+
+        result = run_action(index, workspace)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert index.files() == {wheel.name: sha256(wheel)}
+        assert STATIC_TOKEN in index.secrets()
+        assert result.leaked(index) == []
+        index.reset()
+        assert (index.files(), index.secrets()) == ({}, [index.id_token_request_token])
 
 
 def test_a_drip_sends_headers_at_once_then_a_byte_at_a_time(index: LocalIndex) -> None:
