@@ -144,7 +144,7 @@ def _measure_case(
             label = "warm-up" if number < 0 else f"run {number + 1}"
             signing = "" if m.signing is None else f"  signing {m.signing:.1f} s"
             print(
-                f"  {case.name:14} {tool:6} {label:8} {m.wall:7.2f} s {m.cpu:6.2f} s cpu "
+                f"  {case.name:16} {tool:6} {label:8} {m.wall:7.2f} s {m.cpu:6.2f} s cpu "
                 f"{m.rss_mib:6.1f} MiB{signing}"
             )
             if number >= 0:
