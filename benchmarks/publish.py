@@ -4,22 +4,17 @@ index.
     python -m benchmarks.publish [--repeat 3] [--warmup 1] [--cases small,big,...]
                                  [--big-size 300000000] [--attestations]
 
-Assumptions (the reasoning is in README.md, Performance):
+Assumptions (the reasoning is in README.md, Performance; the tools and how each run is
+measured are in benchmarks/tools.py):
 
-- action: the image as tests.localindex.image reproduces it (the lock installed by the
-  build stage's pip line, the installed packages alone in a Python without pip,
-  byte-compiled, the image's ENV), run by tests.localindex.runner as the runner starts
-  it: identity token, audience, mint, uploads and all.
-- twine: `pip install twine==<locked version>` into its own venv, `twine upload` with a
-  static token made beforehand (not timed).
-- curl: one curl process uploading the same files with the form twine sends (built
-  beforehand, not timed), the same token, --cacert the local CA.
-- uv: `pip install uv==UV_VERSION` into its own venv, `uv publish --trusted-publishing
-  always` in the runner's environment: the one peer that makes the same token exchange
-  (identity token, audience, mint) before its uploads.
+- The index runs in a process of its own (tests.localindex.index_process), so its TLS,
+  form parsing, hashing (MD5, SHA-256, BLAKE2b, as PyPI's) and storing compete with the
+  tool for the machine's cores instead of waiting behind this process's GIL.
 - Runs alternate tool by tool within one invocation; the index is reset before each run
-  and its per-file limit lifted. Wall, CPU and peak RSS come from a wrapper process
-  around each tool (getrusage of its only child).
+  and its per-file limit lifted. Each run must publish exactly the case's files, with
+  their sha256, and show no secret in the action's log.
+- The table gives, per case and tool, the medians of wall time, CPU (user + system) and
+  peak RSS, and wall and CPU as ratios to uv's in the same invocation.
 - `-latency` cases delay, server side, what a runner pays: REAL_LATENCY per endpoint.
 - many-attest (`--attestations`): the action alone (twine and curl do not sign) publishing
   the 40 wheels with PEP 740 attestations, signed by the index's local Sigstore, Rekor
@@ -32,55 +27,29 @@ Assumptions (the reasoning is in README.md, Performance):
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
-import os
 import re
 import secrets
-import shutil
 import statistics
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from twine.package import PackageFile
-
+from benchmarks.tools import MIB, TOOLS, Tools
 from tests.localindex.dists import make_sdist, make_wheel, sha256
-from tests.localindex.image import Image, build_image, build_venv
-from tests.localindex.proc import CommandFailed, run
-from tests.localindex.runner import github_env, run_action
-from tests.localindex.server import REAL_LATENCY, LocalIndex
+from tests.localindex.index_process import IndexProcess
+from tests.localindex.proc import CommandFailed
+from tests.localindex.server import REAL_LATENCY
 
 PROJECT, VERSION = "sample-project", "1.0.0"
-MIB = 1024 * 1024
-RUN_TIMEOUT = 1800.0
-REPORT = "BENCHMARK_MEASUREMENT_REPORT"
 BENCH = Path(__file__).resolve().parent.parent / ".bench"
-TOOLS = ("action", "twine", "curl", "uv")
-# The peer that makes the same token exchange: `uv publish --trusted-publishing always`.
-UV_VERSION = "0.13.9"
 REKOR_LATENCY = 0.3
 """Seconds the local Rekor takes for each entry in the many-attest case."""
 SIGNING_TARGET = 3.0
 # The lines the action prints around signing; the second carries the time it took.
 SIGNING_STARTED = re.compile(r"Signing (\d+) files? ?(?:\(s\))? with Sigstore")
 SIGNING_DONE = re.compile(r"Signed (\d+) attestations? ?(?:\(s\))? in (\d+(?:\.\d+)?) ?s\b")
-
-WRAPPER = """\
-#!{python}
-import json, os, resource, subprocess, sys, time
-report = os.environ.pop("{variable}")
-started = time.perf_counter()
-status = subprocess.call([{target!r}, *sys.argv[1:]])
-wall = time.perf_counter() - started
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-with open(report, "w") as handle:
-    json.dump({{"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-               "rss_kib": usage.ru_maxrss}}, handle)
-sys.exit(status)
-"""
 
 
 @dataclass(frozen=True)
@@ -137,51 +106,50 @@ class NotSigning(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = _options(argv)
-    try:
-        image = build_image(BENCH / "image", reuse=True)
-        twine = build_venv(BENCH / "twine", [f"twine=={_locked('twine')}"], reuse=True)
-        uv = build_venv(BENCH / "uv", [f"uv=={UV_VERSION}"], reuse=True).parent / "uv"
-    except CommandFailed as failure:
-        print(f"ABORTED: {failure}", file=sys.stderr)
-        return 1
-    print(f"action: {image.python} {image.entrypoint} with {image.env}")
-    print(f"twine:  {twine} -m twine; curl: {run(['curl', '--version']).stdout.split()[1]}")
-    print(f"uv:     {uv} publish --trusted-publishing always")
     measurements: list[Measurement] = []
-    with tempfile.TemporaryDirectory(prefix="bench-") as temp, LocalIndex() as index:
+    with tempfile.TemporaryDirectory(prefix="bench-") as temp:
         root = Path(temp)
-        curl = shutil.which("curl") or "curl"
-        targets = {"action": str(image.python), "twine": str(twine), "curl": curl, "uv": str(uv)}
-        wrappers = {tool: _wrapper(root, tool, target) for tool, target in targets.items()}
-        for name in options.cases:
-            case = CASES[name]
-            missing = _attestations_missing(image) if case.attestations else None
-            if missing:
-                print(f"{name}: SKIPPED, {missing}")
-                continue
-            workspace = _dists(root / name, case.dists, options.big_size)
-            tools = ("action",) if case.attestations else TOOLS
-            try:
-                for number in range(-options.warmup, options.repeat):
-                    for tool in tools:
-                        m = _measure(
-                            index, case, tool, workspace, wrapper=wrappers[tool], image=image
-                        )
-                        label = "warm-up" if number < 0 else f"run {number + 1}"
-                        signing = "" if m.signing is None else f"  signing {m.signing:.1f} s"
-                        print(
-                            f"  {name:14} {tool:6} {label:8} {m.wall:7.2f} s "
-                            f"{m.rss_mib:6.1f} MiB{signing}"
-                        )
-                        if number >= 0:
-                            measurements.append(m)
-            except NotSigning as why:
-                print(f"{name}: SKIPPED, {why}")
-                continue
-            except RunFailed as failure:
-                print(f"ABORTED: {failure}", file=sys.stderr)
-                return 1
+        try:
+            tools = Tools(BENCH, root)
+        except CommandFailed as failure:
+            print(f"ABORTED: {failure}", file=sys.stderr)
+            return 1
+        print(tools.describe())
+        with IndexProcess() as index:
+            for name in options.cases:
+                case = CASES[name]
+                missing = tools.signing_missing() if case.attestations else None
+                if missing:
+                    print(f"{name}: SKIPPED, {missing}")
+                    continue
+                try:
+                    measurements += _measure_case(index, tools, case, root, options)
+                except NotSigning as why:
+                    print(f"{name}: SKIPPED, {why}")
+                except RunFailed as failure:
+                    print(f"ABORTED: {failure}", file=sys.stderr)
+                    return 1
     return _report(measurements)
+
+
+def _measure_case(
+    index: IndexProcess, tools: Tools, case: Case, root: Path, options: argparse.Namespace
+) -> list[Measurement]:
+    """The case's measured runs, warm-ups left out, tool after tool in each round."""
+    workspace = _dists(root / case.name, case.dists, options.big_size)
+    measured = []
+    for number in range(-options.warmup, options.repeat):
+        for tool in ("action",) if case.attestations else TOOLS:
+            m = _measure(index, tools, case, tool, workspace)
+            label = "warm-up" if number < 0 else f"run {number + 1}"
+            signing = "" if m.signing is None else f"  signing {m.signing:.1f} s"
+            print(
+                f"  {case.name:16} {tool:6} {label:8} {m.wall:7.2f} s {m.cpu:6.2f} s cpu "
+                f"{m.rss_mib:6.1f} MiB{signing}"
+            )
+            if number >= 0:
+                measured.append(m)
+    return measured
 
 
 def _options(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -247,41 +215,32 @@ def _words(size: int) -> str:
 
 
 def _measure(
-    index: LocalIndex, case: Case, tool: str, workspace: Path, *, wrapper: Path, image: Image
+    index: IndexProcess, tools: Tools, case: Case, tool: str, workspace: Path
 ) -> Measurement:
     index.reset()
-    index.file_size_limit = None
-    if case.latency:
-        index.latency = dict(REAL_LATENCY)
+    index.set_file_size_limit(None)
+    latency = dict(REAL_LATENCY) if case.latency else {}
     if case.attestations:
-        index.latency["rekor"] = REKOR_LATENCY
-    report = workspace.parent / f"{tool}-report.json"
-    report.unlink(missing_ok=True)
+        latency["rekor"] = REKOR_LATENCY
+    index.set_latency(latency)
     dists = sorted((workspace / "dist").iterdir())
-    runners: dict[str, Callable[[], tuple[int, str]]] = {
-        "action": lambda: _action(
-            index, workspace, wrapper, image, report, attestations=case.attestations
-        ),
-        "twine": lambda: _twine(index, workspace, wrapper, dists, report),
-        "curl": lambda: _curl(index, workspace, wrapper, dists, report),
-        "uv": lambda: _uv(index, workspace, wrapper, dists, report),
-    }
-    status, output = runners[tool]()
+    done = tools.run(tool, index, workspace, attestations=case.attestations)
     expected = {path.name: sha256(path) for path in dists}
-    if status != 0 or index.files() != expected:
-        raise RunFailed(f"{case.name}/{tool}: exit {status}, index {index.files()}\n{output}")
-    signing = _signing_time(index, case, dists, output) if case.attestations else None
-    data = json.loads(report.read_text(encoding="utf-8"))
-    return Measurement(case.name, tool, data["wall"], data["cpu"], data["rss_kib"] / 1024, signing)
+    stored = index.files()
+    if done.status != 0 or done.usage is None or stored != expected:
+        raise RunFailed(f"{case.name}/{tool}: exit {done.status}, index {stored}\n{done.output}")
+    signing = _signing_time(index, case, dists, done.output) if case.attestations else None
+    usage = done.usage
+    return Measurement(case.name, tool, usage.wall, usage.cpu, usage.rss_mib, signing)
 
 
-def _signing_time(index: LocalIndex, case: Case, dists: list[Path], output: str) -> float:
+def _signing_time(index: IndexProcess, case: Case, dists: list[Path], output: str) -> float:
     """The signing time the action logged; checks every file's provenance is on the index.
 
     Raises NotSigning when the action did not say it signed (nor sign anything).
     """
     started, done = SIGNING_STARTED.search(output), SIGNING_DONE.search(output)
-    if started is None and index.sigstore.entries == 0:
+    if started is None and index.rekor_entries() == 0:
         raise NotSigning(
             "the action published without signing (no 'Signing N file(s) with Sigstore' in "
             "its log): its image does not make attestations yet"
@@ -291,148 +250,14 @@ def _signing_time(index: LocalIndex, case: Case, dists: list[Path], output: str)
             f"{case.name}: the action's log lacks 'Signing N file(s) with Sigstore' or "
             f"'Signed N attestation(s) in X.Xs'\n{output}"
         )
-    unattested = [p.name for p in dists if not index.sigstore.provenances.has(p.name)]
+    names = [path.name for path in dists]
+    unattested = sorted(set(names) - set(index.attested(names)))
     if int(done.group(1)) != len(dists) or unattested:
         raise RunFailed(
             f"{case.name}: signed {done.group(1)} of {len(dists)} file(s); no provenance on "
             f"the index for {unattested}\n{output}"
         )
     return float(done.group(2))
-
-
-def _action(
-    index: LocalIndex,
-    workspace: Path,
-    wrapper: Path,
-    image: Image,
-    report: Path,
-    *,
-    attestations: bool = False,
-) -> tuple[int, str]:
-    result = run_action(
-        index,
-        workspace,
-        {"attestations": "true"} if attestations else None,
-        env={**image.env, REPORT: str(report), "PIP_CONFIG_FILE": os.devnull},
-        sigstore=attestations,
-        python=str(wrapper),
-        entrypoint=image.entrypoint,
-        timeout=RUN_TIMEOUT,
-    )
-    if result.leaked(index):
-        return 1, "a secret is visible\n" + result.all_text()
-    return result.returncode, result.stdout + result.stderr
-
-
-def _static_token(index: LocalIndex) -> str:
-    token = "pypi-benchmark-" + secrets.token_urlsafe(32)
-    index.api_tokens.add(token)
-    return token
-
-
-def _twine(
-    index: LocalIndex, workspace: Path, wrapper: Path, dists: list[Path], report: Path
-) -> tuple[int, str]:
-    environ = {
-        "PATH": os.environ["PATH"],
-        "PIP_CONFIG_FILE": os.devnull,
-        "HOME": str(workspace.parent),
-        "TWINE_PASSWORD": _static_token(index),
-        "REQUESTS_CA_BUNDLE": str(index.ca_pem),
-        REPORT: str(report),
-    }
-    command: list[str | Path] = [wrapper, "-m", "twine", "upload", "--disable-progress-bar"]
-    command += ["--non-interactive", "--repository-url", index.upload_url, "-u", "__token__"]
-    command += dists
-    done = run(command, env=environ, cwd=workspace, timeout=RUN_TIMEOUT, check=False)
-    return done.returncode, done.stdout + done.stderr
-
-
-def _uv(
-    index: LocalIndex, workspace: Path, wrapper: Path, dists: list[Path], report: Path
-) -> tuple[int, str]:
-    """uv's own trusted publishing, in the runner's environment the action gets: the same
-    identity token, audience and mint requests before its uploads."""
-    environ = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(workspace.parent),
-        "UV_CACHE_DIR": str(workspace.parent / "uv-cache"),
-        **github_env(),
-        "GITHUB_ACTIONS": "true",
-        "ACTIONS_ID_TOKEN_REQUEST_URL": index.id_token_request_url,
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": index.id_token_request_token,
-        "SSL_CERT_FILE": str(index.ca_pem),
-        REPORT: str(report),
-    }
-    command: list[str | Path] = [wrapper, "publish", "--trusted-publishing", "always"]
-    command += ["--publish-url", index.upload_url, *dists]
-    done = run(command, env=environ, cwd=workspace, timeout=RUN_TIMEOUT, check=False)
-    return done.returncode, done.stdout + done.stderr
-
-
-def _curl(
-    index: LocalIndex, workspace: Path, wrapper: Path, dists: list[Path], report: Path
-) -> tuple[int, str]:
-    """One curl for all files (`next` between transfers), told everything in a config
-    file so no token is on its command line."""
-    config = workspace.parent / "curl.config"
-    credentials = _quoted("__token__:" + _static_token(index))
-    blocks = []
-    for path in dists:
-        metadata = PackageFile.from_filename(str(path), comment=None).metadata_dictionary()
-        fields: dict[str, object] = {**metadata, ":action": "file_upload", "protocol_version": "1"}
-        lines = [
-            f"url = {_quoted(index.upload_url)}",
-            f"cacert = {_quoted(str(index.ca_pem))}",
-            f"user = {credentials}",
-            "fail",
-            "silent",
-            "show-error",
-            "output = /dev/null",
-        ]
-        for name, value in fields.items():
-            for item in value if isinstance(value, list | tuple) else [value]:
-                if item not in (None, ""):
-                    lines.append(f"form-string = {_quoted(f'{name}={item}')}")
-        lines.append(f"form = {_quoted(f'content=@{path};type=application/octet-stream')}")
-        blocks.append("\n".join(lines))
-    config.write_text("\nnext\n".join(blocks) + "\n", encoding="utf-8")
-    environ = {"PATH": os.environ["PATH"], "HOME": str(workspace.parent), REPORT: str(report)}
-    done = run([wrapper, "--config", config], env=environ, timeout=RUN_TIMEOUT, check=False)
-    return done.returncode, done.stdout + done.stderr
-
-
-def _quoted(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
-
-
-def _wrapper(root: Path, tool: str, target: str) -> Path:
-    wrapper = root / f"measure-{tool}"
-    wrapper.write_text(WRAPPER.format(python=sys.executable, target=target, variable=REPORT))
-    wrapper.chmod(0o755)
-    return wrapper
-
-
-def _attestations_missing(image: Image) -> str | None:
-    """Why the many-attest case cannot run, or None; known before running it.
-
-    An image that has the signing module but whose command line does not call it is found
-    out by the first run (NotSigning).
-    """
-    app = image.path("/app/oidc_publish")
-    if not any(app.glob("attest*")):
-        return "the action's image has no attestation support (no oidc_publish/attest*)"
-    if importlib.util.find_spec("tests.localindex.sigstore") is None:
-        return "the dev package has no local Sigstore (tests/localindex/sigstore)"
-    return None
-
-
-def _locked(name: str) -> str:
-    lock = (BENCH.parent / "requirements.txt").read_text(encoding="utf-8")
-    return next(
-        line.split("==")[1].split()[0] for line in lock.splitlines() if line.startswith(f"{name}==")
-    )
 
 
 def _report(measurements: list[Measurement]) -> int:
@@ -443,22 +268,32 @@ def _report(measurements: list[Measurement]) -> int:
     def measured(case: str, tool: str) -> bool:
         return any((m.case, m.tool) == (case, tool) for m in measurements)
 
+    def to_uv(case: str, tool: str, field: str) -> str:
+        if not measured(case, "uv"):
+            return ""
+        return f"{median(case, tool, field) / median(case, 'uv', field):.2f}"
+
     cases = list(dict.fromkeys(m.case for m in measurements))
     if not cases:
         print("\nNothing measured.")
         return 0
-    print(f"\n{'case':14} {'tool':6} {'median s':>9} {'cpu s':>7} {'peak RSS MiB':>13}")
+    print("\nMedians; wall and CPU (user + system) also as ratios to uv's in this invocation.")
+    print(
+        f"{'case':16} {'tool':6} {'wall s':>7} {'wall/uv':>7} {'cpu s':>7} {'cpu/uv':>7} "
+        f"{'peak RSS MiB':>13}"
+    )
     for case in cases:
         for tool in TOOLS:
             if not measured(case, tool):
                 continue
             print(
-                f"{case:14} {tool:6} {median(case, tool):9.2f} {median(case, tool, 'cpu'):7.2f} "
+                f"{case:16} {tool:6} {median(case, tool):7.2f} {to_uv(case, tool, 'wall'):>7} "
+                f"{median(case, tool, 'cpu'):7.2f} {to_uv(case, tool, 'cpu'):>7} "
                 f"{median(case, tool, 'rss_mib'):13.1f}"
             )
     if "many-attest" in cases:
         print(
-            f"many-attest    action signing {median('many-attest', 'action', 'signing'):.2f} s "
+            f"{'many-attest':16} action signing {median('many-attest', 'action', 'signing'):.2f} s "
             f"of {median('many-attest', 'action'):.2f} s in all (medians)"
         )
     print()
@@ -467,7 +302,7 @@ def _report(measurements: list[Measurement]) -> int:
             continue
         action = median(case, "action")
         print(
-            f"ratio {case:14} action/twine {action / median(case, 'twine'):.2f}  "
+            f"wall ratio {case:16} action/twine {action / median(case, 'twine'):.2f}  "
             f"action/curl {action / median(case, 'curl'):.2f}  "
             f"action/uv {action / median(case, 'uv'):.2f}"
         )

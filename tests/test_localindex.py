@@ -19,6 +19,7 @@ from twine.commands.check import check
 from tests.localindex import identity
 from tests.localindex.clients import https_client, id_token, mint_token, pip_install, twine_upload
 from tests.localindex.dists import BROKEN_RST, make_sdist, make_wheel, sha256
+from tests.localindex.index_process import IndexProcess
 from tests.localindex.oidc import default_publisher
 from tests.localindex.runner import Annotation, run_action
 from tests.localindex.server import Fault, LocalIndex
@@ -270,6 +271,62 @@ def test_upload_content_is_checked_as_pypi_checks_it(index: LocalIndex, tmp_path
     assert index.files() == {}
 
 
+def form_after_the_file(
+    fields: dict[str, str], path: Path, after: dict[str, str]
+) -> tuple[bytes, str]:
+    """A multipart upload form with `fields`, then the file, then `after`; and its type."""
+    boundary = "form-boundary-" + "7" * 16
+
+    def part(disposition: str, value: bytes) -> bytes:
+        head = f"--{boundary}\r\nContent-Disposition: form-data; {disposition}\r\n\r\n"
+        return head.encode() + value + b"\r\n"
+
+    body = b"".join(part(f'name="{k}"', v.encode()) for k, v in fields.items())
+    body += part(f'name="content"; filename="{path.name}"', path.read_bytes())
+    body += b"".join(part(f'name="{k}"', v.encode()) for k, v in after.items())
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("wrong", ["md5_digest", "sha256_digest", "blake2_256_digest"])
+def test_digests_after_the_file_are_checked_as_pypi_checks_them(
+    index: LocalIndex, tmp_path: Path, wrong: str
+) -> None:
+    # Warehouse reads the whole form before judging it: a digest may follow the file.
+    index.api_tokens.add(STATIC_TOKEN)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+    data = wheel.read_bytes()
+    digests = {
+        "md5_digest": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
+    }
+    fields = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "name": "sample-project",
+        "version": "1.0.0",
+    }
+
+    def upload(after: dict[str, str]) -> httpx.Response:
+        body, content_type = form_after_the_file(fields, wheel, after)
+        with https_client(index) as client:
+            return client.post(
+                "/legacy/",
+                auth=("__token__", STATIC_TOKEN),
+                content=body,
+                headers={"Content-Type": content_type},
+            )
+
+    refused = upload({**digests, wrong: "0" * len(digests[wrong])})
+    assert (refused.status_code, refused.reason_phrase) == (
+        400,
+        "The digest supplied does not match a digest calculated from the uploaded file.",
+    )
+    assert index.files() == {}
+    assert upload(digests).status_code == 200
+    assert index.files() == {wheel.name: sha256(wheel)}
+
+
 def test_dists_are_valid_and_breakable_on_purpose(tmp_path: Path) -> None:
     good = [make_wheel(tmp_path, "sample-project", "1.0.0"), make_sdist(tmp_path, "x.y", "2")]
     broken = make_sdist(
@@ -382,6 +439,23 @@ def test_runner_builds_the_containers_environment_and_reads_commands_back(
         run_action(index, workspace, {"no-such-input": "x"}, entrypoint=entrypoint)
 
 
+def test_an_index_in_a_process_of_its_own_serves_a_whole_run(workspace: Path) -> None:
+    # The benchmark's index: every request of the run, and every reading, crosses into
+    # the child process.
+    wheel = make_wheel(workspace / "dist", "sample-project", "1.0.0")
+    with IndexProcess() as index:
+        index.add_api_token(STATIC_TOKEN)
+
+        result = run_action(index, workspace)
+
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert index.files() == {wheel.name: sha256(wheel)}
+        assert STATIC_TOKEN in index.secrets()
+        assert result.leaked(index) == []
+        index.reset()
+        assert (index.files(), index.secrets()) == ({}, [index.id_token_request_token])
+
+
 def test_a_drip_sends_headers_at_once_then_a_byte_at_a_time(index: LocalIndex) -> None:
     index.faults("simple", Fault.drip(size=4, every=0.2))
 
@@ -480,6 +554,32 @@ def test_a_reason_phrase_goes_out_raw_control_characters_included(index: LocalIn
         client.post("/legacy/")
 
     assert status_line == b"HTTP/1.1 400 " + reason.encode() + b"\r\n"
+
+
+def test_a_body_announced_with_expect_100_continue_is_asked_for_at_once(
+    index: LocalIndex,
+) -> None:
+    trust = ssl.create_default_context(cafile=str(index.ca_pem))
+    head = (
+        b"POST /legacy/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+
+    with (
+        socket.create_connection(("127.0.0.1", index.port)) as raw,
+        trust.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        # Without the interim answer this read waits until the timeout, as curl would.
+        tls.settimeout(10)
+        tls.sendall(head)
+        answer = tls.makefile("rb")
+        interim = [answer.readline(), answer.readline()]
+        tls.sendall(b"hello")
+        final = answer.readline()
+
+    assert interim == [b"HTTP/1.1 100 Continue\r\n", b"\r\n"]
+    assert final.startswith(b"HTTP/1.1 403 ")
+    assert index.log == [("upload", "POST", "/legacy/", 403)]
 
 
 def test_a_redirect_to_plain_http_and_odd_headers(index: LocalIndex) -> None:

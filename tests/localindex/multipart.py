@@ -1,7 +1,9 @@
 """A multipart/form-data body, read in place from its spool file (mapped, never loaded).
 
 What an upload form holds: its text fields, and one file part (`content`) located by its
-offset and size in the body and hashed once with every digest PyPI checks.
+offset and size in the body and hashed once with every digest PyPI checks. The fields may
+come before or after the file: the whole form is read before anything is judged, as
+warehouse reads `request.POST`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class Form:
     """Where the file starts in the request body."""
     size: int
     digests: dict[str, str]
-    """sha256 and blake2_256 of the file, hex."""
+    """md5, sha256 and blake2_256 of the file, hex: warehouse's three, each checked
+    against its `<name>_digest` field when the client supplies one."""
 
     def field(self, name: str) -> str:
         return self.fields.get(name, [""])[0]
@@ -69,11 +72,18 @@ def parse(spool: IO[bytes], size: int, content_type: str) -> Form:
         if content is None:
             raise NoFile
         filename, start, end = content
+        # As warehouse hashes an upload: one pass, each block to all three.
+        md5 = hashlib.md5(usedforsecurity=False)
         sha256 = hashlib.sha256()
         blake2 = hashlib.blake2b(digest_size=32)
         for offset in range(start, end, _HASH_CHUNK):
             chunk = body[offset : min(offset + _HASH_CHUNK, end)]
+            md5.update(chunk)
             sha256.update(chunk)
             blake2.update(chunk)
-    digests = {"sha256": sha256.hexdigest(), "blake2_256": blake2.hexdigest()}
+    digests = {
+        "md5": md5.hexdigest(),
+        "sha256": sha256.hexdigest(),
+        "blake2_256": blake2.hexdigest(),
+    }
     return Form(fields, filename, start, end - start, digests)

@@ -18,13 +18,12 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
 from tests.localindex import identity
 from tests.localindex.proc import run
-from tests.localindex.server import LocalIndex
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO_ROOT / "entrypoint.py"
@@ -37,6 +36,26 @@ _DATA_ESCAPES = (("%0D", "\r"), ("%0A", "\n"), ("%25", "%"))
 _PROPERTY_ESCAPES = (("%0D", "\r"), ("%0A", "\n"), ("%3A", ":"), ("%2C", ","), ("%25", "%"))
 # The older `##[...]` syntax unescapes data and properties alike.
 _V1_ESCAPES = (("%3B", ";"), ("%0D", "\r"), ("%0A", "\n"), ("%5D", "]"), ("%25", "%"))
+
+
+class Index(Protocol):
+    """What a run needs of the local index: a LocalIndex in this process, or the
+    benchmark's IndexProcess (index_process.py)."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def upload_url(self) -> str: ...
+    @property
+    def ca_pem(self) -> Path: ...
+    @property
+    def id_token_request_url(self) -> str: ...
+    @property
+    def id_token_request_token(self) -> str: ...
+    @property
+    def sigstore_trust_config(self) -> Path: ...
+    def github_token(self) -> str: ...
+    def secrets(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +90,7 @@ class ActionRun:
         """
         return read_log([*split_lines(self.stdout), *split_lines(self.stderr)])
 
-    def leaked(self, index: LocalIndex) -> list[str]:
+    def leaked(self, index: Index) -> list[str]:
         """The index's secrets that appear anywhere a reader could see them.
 
         Only an `add-mask` the runner really processes is consumed and never shown: a
@@ -98,7 +117,7 @@ class ActionRun:
 
 
 def run_action(
-    index: LocalIndex,
+    index: Index,
     workspace: Path,
     inputs: Mapping[str, str] | None = None,
     *,
