@@ -15,7 +15,10 @@ measured are in benchmarks/tools.py):
   their sha256, and show no secret in the action's log.
 - The table gives, per case and tool, the medians of wall time, CPU (user + system) and
   peak RSS, and wall and CPU as ratios to uv's in the same invocation.
-- `-latency` cases delay, server side, what a runner pays: REAL_LATENCY per endpoint.
+- `-latency` cases delay, server side, what a runner pays: REAL_LATENCY per endpoint, and
+  publish to PyPI's own upload URL, which the index's CONNECT proxy takes to the index
+  (every tool gets the proxy, as a runner's job does): so each tool takes the path it takes
+  on PyPI (the action knows PyPI's audience, uv asks for it).
 - many-attest (`--attestations`): the action alone (twine and curl do not sign) publishing
   the 40 wheels with PEP 740 attestations, signed by the index's local Sigstore, Rekor
   delayed REKOR_LATENCY per entry, uploads as in many-latency. The signing time is the
@@ -224,7 +227,7 @@ def _measure(
         latency["rekor"] = REKOR_LATENCY
     index.set_latency(latency)
     dists = sorted((workspace / "dist").iterdir())
-    done = tools.run(tool, index, workspace, attestations=case.attestations)
+    done = tools.run(tool, index, workspace, attestations=case.attestations, pypi=case.latency)
     expected = {path.name: sha256(path) for path in dists}
     stored = index.files()
     if done.status != 0 or done.usage is None or stored != expected:

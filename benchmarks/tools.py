@@ -31,6 +31,7 @@ from pathlib import Path
 
 from twine.package import PackageFile
 
+from oidc_publish.index_urls import PYPI_UPLOAD
 from tests.localindex.image import ROOT, build_image, build_venv
 from tests.localindex.index_process import IndexProcess
 from tests.localindex.proc import run
@@ -115,18 +116,35 @@ class Tools:
         return None
 
     def run(
-        self, tool: str, index: IndexProcess, workspace: Path, *, attestations: bool = False
+        self,
+        tool: str,
+        index: IndexProcess,
+        workspace: Path,
+        *,
+        attestations: bool = False,
+        pypi: bool = False,
     ) -> ToolRun:
-        """One measured run of `tool` publishing `workspace`'s dist/ to `index`."""
+        """One measured run of `tool` publishing `workspace`'s dist/ to `index`; with `pypi`,
+        to PyPI's own upload URL, which the index's proxy takes to the index (every tool is
+        given the proxy as a runner's job is)."""
         report = self._root / f"{tool}-report.json"
         report.unlink(missing_ok=True)
         wrapper = self._wrappers[tool]
         dists = sorted((workspace / "dist").iterdir())
+        job = _Job(
+            index,
+            PYPI_UPLOAD if pypi else index.upload_url,
+            {"HTTPS_PROXY": index.proxy_url} if pypi else {},
+            workspace,
+            wrapper,
+            dists,
+            report,
+        )
         runners: dict[str, Callable[[], tuple[int, str]]] = {
-            "action": lambda: self._action(index, workspace, report, attestations=attestations),
-            "twine": lambda: _twine(index, workspace, wrapper, dists, report),
-            "curl": lambda: _curl(index, workspace, wrapper, dists, report),
-            "uv": lambda: _uv(index, workspace, wrapper, dists, report),
+            "action": lambda: self._action(job, attestations=attestations),
+            "twine": lambda: _twine(job),
+            "curl": lambda: _curl(job),
+            "uv": lambda: _uv(job),
         }
         status, output = runners[tool]()
         if not report.exists():
@@ -134,14 +152,19 @@ class Tools:
         data = json.loads(report.read_text(encoding="utf-8"))
         return ToolRun(status, output, Usage(data["wall"], data["cpu"], data["rss_kib"] / 1024))
 
-    def _action(
-        self, index: IndexProcess, workspace: Path, report: Path, *, attestations: bool
-    ) -> tuple[int, str]:
+    def _action(self, job: _Job, *, attestations: bool) -> tuple[int, str]:
+        index = job.index
+        inputs = {"repository-url": job.url, "attestations": str(attestations).lower()}
         result = run_action(
             index,
-            workspace,
-            {"attestations": "true"} if attestations else None,
-            env={**self.image.env, REPORT: str(report), "PIP_CONFIG_FILE": os.devnull},
+            job.workspace,
+            inputs,
+            env={
+                **self.image.env,
+                **job.env,
+                REPORT: str(job.report),
+                "PIP_CONFIG_FILE": os.devnull,
+            },
             sigstore=attestations,
             python=str(self._wrappers["action"]),
             entrypoint=self.image.entrypoint,
@@ -152,66 +175,76 @@ class Tools:
         return result.returncode, result.stdout + result.stderr
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One run of a tool: where it uploads and the environment that takes it there, what it
+    uploads, and where its measurements go."""
+
+    index: IndexProcess
+    url: str
+    env: dict[str, str]
+    workspace: Path
+    wrapper: Path
+    dists: list[Path]
+    report: Path
+
+
 def _static_token(index: IndexProcess) -> str:
     token = "pypi-benchmark-" + secrets.token_urlsafe(32)
     index.add_api_token(token)
     return token
 
 
-def _twine(
-    index: IndexProcess, workspace: Path, wrapper: Path, dists: list[Path], report: Path
-) -> tuple[int, str]:
+def _twine(job: _Job) -> tuple[int, str]:
     environ = {
+        **job.env,
         "PATH": os.environ["PATH"],
         "PIP_CONFIG_FILE": os.devnull,
-        "HOME": str(workspace.parent),
-        "TWINE_PASSWORD": _static_token(index),
-        "REQUESTS_CA_BUNDLE": str(index.ca_pem),
-        REPORT: str(report),
+        "HOME": str(job.workspace.parent),
+        "TWINE_PASSWORD": _static_token(job.index),
+        "REQUESTS_CA_BUNDLE": str(job.index.ca_pem),
+        REPORT: str(job.report),
     }
-    command: list[str | Path] = [wrapper, "-m", "twine", "upload", "--disable-progress-bar"]
-    command += ["--non-interactive", "--repository-url", index.upload_url, "-u", "__token__"]
-    command += dists
-    done = run(command, env=environ, cwd=workspace, timeout=RUN_TIMEOUT, check=False)
+    command: list[str | Path] = [job.wrapper, "-m", "twine", "upload", "--disable-progress-bar"]
+    command += ["--non-interactive", "--repository-url", job.url, "-u", "__token__"]
+    command += job.dists
+    done = run(command, env=environ, cwd=job.workspace, timeout=RUN_TIMEOUT, check=False)
     return done.returncode, done.stdout + done.stderr
 
 
-def _uv(
-    index: IndexProcess, workspace: Path, wrapper: Path, dists: list[Path], report: Path
-) -> tuple[int, str]:
+def _uv(job: _Job) -> tuple[int, str]:
     """uv's own trusted publishing, in the runner's environment the action gets: the same
     identity token, audience and mint requests before its uploads."""
     environ = {
+        **job.env,
         "PATH": os.environ["PATH"],
-        "HOME": str(workspace.parent),
-        "UV_CACHE_DIR": str(workspace.parent / "uv-cache"),
+        "HOME": str(job.workspace.parent),
+        "UV_CACHE_DIR": str(job.workspace.parent / "uv-cache"),
         **github_env(),
         "GITHUB_ACTIONS": "true",
-        "ACTIONS_ID_TOKEN_REQUEST_URL": index.id_token_request_url,
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": index.id_token_request_token,
-        "SSL_CERT_FILE": str(index.ca_pem),
-        REPORT: str(report),
+        "ACTIONS_ID_TOKEN_REQUEST_URL": job.index.id_token_request_url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": job.index.id_token_request_token,
+        "SSL_CERT_FILE": str(job.index.ca_pem),
+        REPORT: str(job.report),
     }
-    command: list[str | Path] = [wrapper, "publish", "--trusted-publishing", "always"]
-    command += ["--publish-url", index.upload_url, *dists]
-    done = run(command, env=environ, cwd=workspace, timeout=RUN_TIMEOUT, check=False)
+    command: list[str | Path] = [job.wrapper, "publish", "--trusted-publishing", "always"]
+    command += ["--publish-url", job.url, *job.dists]
+    done = run(command, env=environ, cwd=job.workspace, timeout=RUN_TIMEOUT, check=False)
     return done.returncode, done.stdout + done.stderr
 
 
-def _curl(
-    index: IndexProcess, workspace: Path, wrapper: Path, dists: list[Path], report: Path
-) -> tuple[int, str]:
+def _curl(job: _Job) -> tuple[int, str]:
     """One curl for all files (`next` between transfers), told everything in a config
     file so no token is on its command line."""
-    config = workspace.parent / "curl.config"
-    credentials = _quoted("__token__:" + _static_token(index))
+    config = job.workspace.parent / "curl.config"
+    credentials = _quoted("__token__:" + _static_token(job.index))
     blocks = []
-    for path in dists:
+    for path in job.dists:
         metadata = PackageFile.from_filename(str(path), comment=None).metadata_dictionary()
         fields: dict[str, object] = {**metadata, ":action": "file_upload", "protocol_version": "1"}
         lines = [
-            f"url = {_quoted(index.upload_url)}",
-            f"cacert = {_quoted(str(index.ca_pem))}",
+            f"url = {_quoted(job.url)}",
+            f"cacert = {_quoted(str(job.index.ca_pem))}",
             f"user = {credentials}",
             "fail",
             "silent",
@@ -225,8 +258,13 @@ def _curl(
         lines.append(f"form = {_quoted(f'content=@{path};type=application/octet-stream')}")
         blocks.append("\n".join(lines))
     config.write_text("\nnext\n".join(blocks) + "\n", encoding="utf-8")
-    environ = {"PATH": os.environ["PATH"], "HOME": str(workspace.parent), REPORT: str(report)}
-    done = run([wrapper, "--config", config], env=environ, timeout=RUN_TIMEOUT, check=False)
+    environ = {
+        **job.env,
+        "PATH": os.environ["PATH"],
+        "HOME": str(job.workspace.parent),
+        REPORT: str(job.report),
+    }
+    done = run([job.wrapper, "--config", config], env=environ, timeout=RUN_TIMEOUT, check=False)
     return done.returncode, done.stdout + done.stderr
 
 

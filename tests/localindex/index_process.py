@@ -49,9 +49,11 @@ class Control:
     def __init__(self, index: LocalIndex) -> None:
         self._index = index
 
-    def place(self) -> tuple[str, Path, Path]:
-        """Where the index is, its CA, and the client trust config naming its Sigstore."""
-        return self._index.url, self._index.ca_pem, self._index.sigstore_trust_config
+    def place(self) -> tuple[str, Path, Path, str]:
+        """Where the index is, its CA, the client trust config naming its Sigstore, and the
+        proxy that reaches it by PyPI's names."""
+        index = self._index
+        return index.url, index.ca_pem, index.sigstore_trust_config, index.proxy.url
 
     def reset(self) -> None:
         self._index.reset()
@@ -91,6 +93,7 @@ class IndexProcess:
     url: str
     ca_pem: Path
     sigstore_trust_config: Path
+    proxy_url: str
     _process: subprocess.Popen[bytes]
     _pipe: Connection
 
@@ -105,8 +108,8 @@ class IndexProcess:
         if not self._pipe.poll(_START_TIMEOUT):
             self.stop()
             raise IndexProcessError(f"the index's process did not start in {_START_TIMEOUT} s")
-        place = cast("tuple[str, Path, Path]", self._answer())  # Control.place(), unasked
-        self.url, self.ca_pem, self.sigstore_trust_config = place
+        place = cast("tuple[str, Path, Path, str]", self._answer())  # Control.place(), unasked
+        self.url, self.ca_pem, self.sigstore_trust_config, self.proxy_url = place
         return self
 
     def __exit__(
