@@ -10,8 +10,10 @@ exhaust the runner.
 from __future__ import annotations
 
 import email.message
+import errno
 import hashlib
 import io
+import stat
 import tarfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -159,7 +161,47 @@ def _several_versions(project: str, versions: Mapping[str, list[str]]) -> Proble
 
 
 def is_distribution(path: Path) -> bool:
-    return path.is_file() and path.name.endswith((".whl", ".tar.gz"))
+    return path.is_file() and _named_as_distribution(path)
+
+
+def _named_as_distribution(path: Path) -> bool:
+    return path.name.endswith((".whl", ".tar.gz"))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What an entry is when it is no regular file (after its links); None for a file.
+
+    Never opened: a FIFO would block the reader, a device would never end.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return LOOP
+        if path.is_symlink():
+            return "a link whose target does not exist"
+        return f"unreadable ({error.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+LOOP = "a link that leads back to itself (a loop)"
+
+
+def _resolved(path: Path) -> Path | None:
+    """`path` with its links followed; None when they loop."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # RuntimeError until Python 3.13, OSError after
+        return None
 
 
 @dataclass(frozen=True)
@@ -168,21 +210,31 @@ class Folder:
 
     workspace: Path
 
-    def display(self, path: Path) -> str:
+    def display(self, path: Path, *, follow: bool = True) -> str:
         """`path` relative to the workspace, with the bytes of its name that are not UTF-8
-        shown as escapes."""
+        shown as escapes; a link as where it leads, or (`follow=False`, or when it loops)
+        where it lies."""
+        lies = path.parent.resolve() / path.name
+        where = (_resolved(path) or lies) if follow else lies
         try:
-            return shown_name(path.resolve().relative_to(self.workspace.resolve()))
+            return shown_name(where.relative_to(self.workspace.resolve()))
         except ValueError:
             return shown_name(path)
 
     def inside(self, path: Path) -> bool:
-        return path.resolve().is_relative_to(self.workspace.resolve())
+        resolved = _resolved(path)
+        return resolved is not None and resolved.is_relative_to(self.workspace.resolve())
 
 
 def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
     """The distribution files in `folder`, wheels first; one nested folder is followed."""
     place = Folder(workspace)
+    if _resolved(folder) is None:
+        raise NoDistributions(
+            f"`packages-dir` {md_code(place.display(folder))} is {LOOP}.",
+            fix="Point `packages-dir` at the folder that holds the distributions, or make the "
+            "link point at it.",
+        )
     if not place.inside(folder):
         # Its contents are not listed: they may be anything on the runner.
         raise InvalidInput(
@@ -230,6 +282,7 @@ def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
                 f"{names}.",
                 fix="Set `packages-dir` to the one folder to publish.",
             )
+    _refuse_what_is_no_file(entries, place)
     _ignore_attestations(entries, reporter)
     others = [
         p
@@ -249,6 +302,24 @@ def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
             )
         )
     return sorted(found, key=lambda p: (not p.name.endswith(".whl"), p.name))
+
+
+def _refuse_what_is_no_file(entries: Sequence[Path], place: Folder) -> None:
+    """An entry named as a distribution that is no file (a FIFO, a device, a link to nothing
+    or in a loop) is refused by name: leaving it out would publish the release without it."""
+    problems = [
+        Problem(
+            "Not a file",
+            f"{md_code(place.display(entry, follow=False))} is {what}, not a distribution file.",
+            "Remove it from `packages-dir`, or put the file it stands for in its place: a "
+            "build or `actions/download-artifact` writes regular files.",
+            place.display(entry, follow=False),
+        )
+        for entry in entries
+        if _named_as_distribution(entry) and (what := _not_a_file(entry))
+    ]
+    if problems:
+        raise DistributionsRejected(problems)
 
 
 def _ignore_attestations(entries: Sequence[Path], reporter: Reporter) -> None:

@@ -14,7 +14,7 @@ import struct
 import tarfile
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -504,3 +504,62 @@ def test_a_name_with_a_version_of_thousands_of_digits_is_no_release_and_no_crash
     assert dists.release_of(name) is None
     assert dists.named_releases([Path(name)]) == []
     assert dists.parse_version("9" * 5000) is None
+
+
+# --- entries that are not files -------------------------------------------------------------
+
+
+def fifo(entry: Path) -> None:
+    os.mkfifo(entry)
+
+
+def device(entry: Path) -> None:
+    entry.symlink_to("/dev/null")
+
+
+def dangling(entry: Path) -> None:
+    entry.symlink_to(entry.parent / "gone.whl")
+
+
+def looping(entry: Path) -> None:
+    entry.symlink_to(entry)
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (fifo, "a named pipe (FIFO)"),
+        (device, "a device"),
+        (dangling, "a link whose target does not exist"),
+        (looping, "a link that leads back to itself (a loop)"),
+    ],
+    ids=["fifo", "device", "dangling-link", "looping-link"],
+)
+@pytest.mark.parametrize("name", ["extra-1.0.0-py3-none-any.whl", "extra-1.0.0.tar.gz"])
+def test_an_entry_named_as_a_distribution_that_is_no_file_is_refused_by_name(
+    workspace: Path, make: Callable[[Path], None], what: str, name: str
+) -> None:
+    make_release(workspace)
+    make(workspace / "dist" / name)
+
+    with pytest.raises(DistributionsRejected) as rejected:
+        dists.locate(workspace / "dist", workspace, reporter(workspace))
+
+    [problem] = rejected.value.problems
+    assert problem.title == "Not a file"
+    assert problem.file == f"dist/{name}"
+    assert f"`dist/{name}` is {what}" in problem.message
+    assert "Remove it" in problem.fix
+
+
+def test_a_packages_dir_that_is_a_looping_link_is_named_not_an_internal_error(
+    workspace: Path,
+) -> None:
+    (workspace / "loop").symlink_to(workspace / "loop")
+
+    with pytest.raises(NoDistributions) as refused:
+        dists.locate(workspace / "loop", workspace, reporter(workspace))
+
+    assert refused.value.message == (
+        "`packages-dir` `loop` is a link that leads back to itself (a loop)."
+    )
