@@ -322,6 +322,22 @@ def test_the_existing_parser_keeps_working_and_gains_upload_times() -> None:
     assert listed[SDIST].upload_time is None
 
 
+@pytest.mark.parametrize("bad", ["https://[x/f.whl", "https://a]b/f.whl"])
+def test_a_file_url_that_does_not_parse_is_left_out_with_one_debug_line(bad: str) -> None:
+    said: list[str] = []
+    html = f'<a href="{bad}">{WHEEL}</a><a href="/p/{SDIST}#sha256=ee">{SDIST}</a>'.encode()
+
+    listed = parse("https://x/simple/pkg/", "text/html", html, debug=said.append)
+
+    assert listed == {SDIST: IndexedFile(f"https://x/p/{SDIST}", "ee")}
+    body = json.dumps(page_json([{**entry(WHEEL), "url": bad}, entry(SDIST)])).encode()
+    project = parse_project_page("https://pypi.org/simple/pkg/", body, debug=said.append)
+    assert project is not None
+    assert list(project.files) == [SDIST]
+    assert len(said) == 2
+    assert all("1 file(s) whose URL does not parse" in line for line in said)
+
+
 # The read itself.
 
 
