@@ -36,7 +36,7 @@ from oidc_publish.errors import (
     RunTimedOut,
     Stopped,
 )
-from oidc_publish.report import Publication, Release, Reporter
+from oidc_publish.report import Publication, Release, Reporter, advisory
 from oidc_publish.runner import RunnerContext
 from oidc_publish.stop import Stop
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
     from oidc_publish.network import Pending, RetryPolicy
+    from oidc_publish.reconcile import Reconciler
     from oidc_publish.simple_api import IndexedFile, ProjectPage
     from oidc_publish.upload import Uploader
 
@@ -215,7 +216,8 @@ def publish(
             )
             with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
                 _upload(uploader, releases, attestations, publication)
-            publication.results = reconciler.with_urls(publication.results)
+            _with_urls(reconciler, publication, reporter)
+        # After the first byte only the uploads decide: each step from here can only warn.
         _store_on_github(
             inputs,
             publication,
@@ -271,18 +273,27 @@ def _store_on_github(
         return
     from oidc_publish.github_attestations import store_release
 
-    store_release(
-        publication,
-        attestations,
-        unsigned=publication.no_attestations if inputs.attestations else "`attestations: false`",
-        token=inputs.github_token.get_secret_value(),
-        environ=environ,
-        context=context,
-        http=http,
-        policy=policy,
-        reporter=reporter,
-        wall=world.wall,
-    )
+    with advisory(reporter, "Storing the attestations in GitHub's attestation store"):
+        store_release(
+            publication,
+            attestations,
+            unsigned=publication.no_attestations
+            if inputs.attestations
+            else "`attestations: false`",
+            token=inputs.github_token.get_secret_value(),
+            environ=environ,
+            context=context,
+            http=http,
+            policy=policy,
+            reporter=reporter,
+            wall=world.wall,
+        )
+
+
+def _with_urls(reconciler: Reconciler, publication: Publication, reporter: Reporter) -> None:
+    """Each uploaded file's URL, where the index lists it."""
+    with advisory(reporter, "Reading the files' URLs from the index"):
+        publication.results = reconciler.with_urls(publication.results)
 
 
 def _upload(
@@ -496,18 +507,20 @@ def _wait_until_installable(
         answered = [files for files in looks if files is not None]
         return {name: f for files in answered for name, f in files.items()} if answered else None
 
-    with reporter.group("Waiting until the index lists every file"):
-        waited = wait_until_installable(
-            listed,
-            on_index,
-            clock=world.monotonic,
-            sleep=world.sleep,
-        )
-    publication.waited_for_index = True
-    publication.installable_after = waited.seconds
-    warning = waited.warning(DEFAULT_DEADLINE, holdings.index.display_name)
-    if warning:
-        reporter.add(warning)
+    title = "Waiting until the index lists every file"
+    with advisory(reporter, title):
+        with reporter.group(title):
+            waited = wait_until_installable(
+                listed,
+                on_index,
+                clock=world.monotonic,
+                sleep=world.sleep,
+            )
+        publication.waited_for_index = True
+        publication.installable_after = waited.seconds
+        warning = waited.warning(DEFAULT_DEADLINE, holdings.index.display_name)
+        if warning:
+            reporter.add(warning)
 
 
 def _start_exchange(

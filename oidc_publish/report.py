@@ -226,6 +226,35 @@ class Reporter:
                 self._console.annotate(diagnostic)
 
 
+@contextlib.contextmanager
+def advisory(reporter: Reporter, step: str) -> Iterator[None]:
+    """Runs a step that comes after the uploads (`step` names it): whatever ends it is one
+    warning, and the run's verdict and exit code stay the uploads'. Only a cancellation goes
+    on, to end the run as cancelled."""
+    try:
+        yield
+    except Cancelled:
+        raise
+    except Exception as error:
+        if isinstance(error, ActionError):
+            said, fix = error.message, error.fix
+        else:
+            import traceback
+
+            reporter.log(traceback.format_exc())
+            said = md_code(f"{type(error).__name__}: {error}") + "."
+            fix = "If it happens again, please report it with the log attached."
+        reporter.add(
+            Diagnostic(
+                Level.WARNING,
+                f"{step} did not finish",
+                f"{step} stopped after the uploads: {said} The uploads' result stands: the "
+                "step summary lists the files on the index.",
+                fix=fix,
+            )
+        )
+
+
 def _attempt(write: Callable[[], None]) -> str:
     """Runs `write`; what went wrong, or "" when nothing did."""
     try:

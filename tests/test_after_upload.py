@@ -10,6 +10,7 @@ test_github_attestations.py, the cancellation while waiting in test_cli.py.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,25 @@ def test_waiting_until_installable_reads_past_a_page_whose_urls_do_not_parse(
     published(run, index, files, code)
     assert slept == [1.0]
     assert parse_outputs(run.outputs.read_text())["installable-after"] != ""
+
+
+def test_the_runs_deadline_passing_while_waiting_until_installable_is_a_warning(
+    index: LocalIndex, workspace: Path
+) -> None:
+    files = make_release(workspace)
+    index.listing_delay = "never"
+
+    def deadline(seconds: float) -> None:
+        """The wait's sleep, during which the run's 60 minutes run out."""
+        signal.raise_signal(signal.SIGALRM)
+
+    run = Run(index, workspace)
+    world = World(identity=identity(index).identity, sleep=deadline, run_deadline=3600)
+
+    code = run(world, **{"wait-until-installable": "true", "attestations": "false"})
+
+    published(run, index, files, code)
+    warning = run.annotations()["Waiting until the index lists every file did not finish"]
+    assert "The run did not finish within 60 minutes." in warning
+    assert "The uploads' result stands" in warning
+    assert parse_outputs(run.outputs.read_text())["installable-after"] == ""
