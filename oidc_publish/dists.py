@@ -133,16 +133,23 @@ def release_of(filename: str) -> tuple[str, Version] | None:
     return None
 
 
+def canonical_version(version: str) -> str:
+    """The version as PyPI files releases by it: `1.0` and `1.0.0` are one release."""
+    from packaging.utils import canonicalize_version
+
+    return canonicalize_version(version)
+
+
 def named_releases(paths: Sequence[Path]) -> list[tuple[str, str]]:
-    """The releases the file names name, each once, in the files' order: what the checks
-    and requests that need a project and version start from, before any archive is read
-    (reading checks that the names tell the truth)."""
-    found: dict[tuple[str, str], None] = {}
+    """The releases the file names name, each once (versions compared as PyPI compares
+    them), in the files' order: what the checks and requests that need a project and version
+    start from, before any archive is read (reading checks that the names tell the truth)."""
+    found: dict[tuple[str, str], str] = {}
     for path in paths:
         named = release_of(path.name)
         if named is not None:
-            found.setdefault((named[0], str(named[1])))
-    return list(found)
+            found.setdefault((named[0], canonical_version(str(named[1]))), str(named[1]))
+    return [(project, version) for (project, _), version in found.items()]
 
 
 def _several_versions(project: str, versions: Mapping[str, list[str]]) -> Problem:
@@ -401,9 +408,11 @@ def group(dists: Sequence[Distribution]) -> list[Release]:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
+    # As PyPI files them: by normalised name and canonical version.
     by_release: dict[tuple[str, str], list[Distribution]] = {}
     for dist in dists:
-        by_release.setdefault((canonicalize_name(dist.name), dist.version), []).append(dist)
+        key = (str(canonicalize_name(dist.name)), canonical_version(dist.version))
+        by_release.setdefault(key, []).append(dist)
     releases = {
         key: Release(files[0].name, files[0].version, tuple(files))
         for key, files in by_release.items()

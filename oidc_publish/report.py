@@ -56,12 +56,14 @@ class Release:
         return f"{self.name} {self.version}"
 
     def holds(self, result: FileResult) -> bool:
-        from packaging.utils import canonicalize_name
+        """Whether the file is one of this release's, as PyPI files releases: by normalised
+        name and canonical version (`1.0` and `1.0.0` are one release)."""
+        from packaging.utils import canonicalize_name, canonicalize_version
 
         dist = result.dist
-        return dist.version == self.version and canonicalize_name(dist.name) == canonicalize_name(
-            self.name
-        )
+        return canonicalize_version(dist.version) == canonicalize_version(
+            self.version
+        ) and canonicalize_name(dist.name) == canonicalize_name(self.name)
 
 
 @dataclass

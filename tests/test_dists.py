@@ -563,3 +563,14 @@ def test_a_packages_dir_that_is_a_looping_link_is_named_not_an_internal_error(
     assert refused.value.message == (
         "`packages-dir` `loop` is a link that leads back to itself (a loop)."
     )
+
+
+def test_versions_equal_as_pypi_compares_them_are_one_release(workspace: Path) -> None:
+    dist = workspace / "dist"
+    paths = [make_wheel(dist, "sample-project", "1.0"), make_sdist(dist, "sample-project", "1.0.0")]
+
+    [release] = releases(paths, workspace)
+
+    assert release.label == "sample-project 1.0"
+    assert [d.filename for d in release.files] == [paths[0].name, paths[1].name]
+    assert dists.named_releases(paths) == [("sample-project", "1.0")]

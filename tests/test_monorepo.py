@@ -109,3 +109,23 @@ def test_a_stale_second_version_is_refused_before_any_request(
     assert error.title == "Several versions of one project"
     assert stale.name in error.message
     assert "`2.0.0`: `core-2.0.0-py3-none-any.whl`, `core-2.0.0.tar.gz`" in error.message
+
+
+def test_a_wheel_at_1_0_and_an_sdist_at_1_0_0_are_one_release_as_pypi_files_them(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    dist = workspace / "dist"
+    wheel, sdist = make_wheel(dist, "core", "2.0"), make_sdist(dist, "core", "2.0.0")
+    plugin = make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides=NEEDS_CORE)
+
+    result = run(env={"GITHUB_REF": "refs/tags/core-v2.0.0"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert index.files() == {p.name: sha256(p) for p in (wheel, sdist, plugin)}
+    assert releases(result.summary) == {"core 2.0": "complete", "a-plugin 0.3.0": "complete"}
+    assert results(result.summary) == {
+        wheel.name: "uploaded",
+        sdist.name: "uploaded",
+        plugin.name: "uploaded",
+    }
+    assert [r["version"] for r in json.loads(result.outputs["releases"])] == ["2.0", "0.3.0"]
