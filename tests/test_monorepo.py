@@ -129,3 +129,16 @@ def test_a_wheel_at_1_0_and_an_sdist_at_1_0_0_are_one_release_as_pypi_files_them
         plugin.name: "uploaded",
     }
     assert [r["version"] for r in json.loads(result.outputs["releases"])] == ["2.0", "0.3.0"]
+
+
+def test_a_tag_that_reads_as_one_projects_version_publishes_though_another_name_fits_too(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    dist = workspace / "dist"
+    built = [make_wheel(dist, "lib", "2.0.0"), make_wheel(dist, "lib-2", "0.5.0")]
+
+    # `lib` 2.0, or `lib-2` and `0`: the first reading is this run's.
+    result = run({"attestations": "false"}, env={"GITHUB_REF": "refs/tags/lib-2.0"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert index.files() == {p.name: sha256(p) for p in built}

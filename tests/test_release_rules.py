@@ -121,6 +121,37 @@ def test_a_tag_naming_no_project_must_name_every_release_version() -> None:
     assert "names no project, so every release must be version 1.4.0" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("tag", "releases"),
+    [
+        # `v2` and `.0`, or no project and version 2.0: the second reading matches.
+        ("v2.0", [("v2", "2.0")]),
+        # `lib-2` and `.0`, `lib` and `2.0`, or no project: `lib 2.0` matches.
+        ("lib-2.0", [("lib", "2.0"), ("lib-2", "0.5")]),
+        ("lib-2.0", [("lib-2", "0.5"), ("lib", "2.0.0")]),
+    ],
+)
+def test_a_tag_passes_when_any_reading_of_it_matches(
+    tag: str, releases: list[tuple[str, str]]
+) -> None:
+    check_tag(f"refs/tags/{tag}", releases)
+
+
+def test_a_tag_is_refused_only_when_no_reading_matches() -> None:
+    with pytest.raises(VersionTagMismatch) as caught:
+        check_tag("refs/tags/lib-2.0", [("lib", "1.0"), ("lib-2", "0.5")])
+    assert (
+        "which names lib-2 0 (read another way: lib 2.0; none matches); the run publishes"
+        in caught.value.message
+    )
+    with pytest.raises(VersionTagMismatch) as caught:
+        check_tag("refs/tags/v2.0", [("v2", "3.0")])
+    assert (
+        "which names version 0 (read another way: version 2.0; none matches), but the "
+        "distributions are v2 3.0" in caught.value.message
+    )
+
+
 @pytest.mark.parametrize("tag", ["v" + "9" * 5000, "mylib-v" + "1" * 5000 + ".0"])
 def test_a_tag_with_thousands_of_digits_is_refused_not_passed_and_no_crash(tag: str) -> None:
     said: list[str] = []
