@@ -13,6 +13,7 @@ import email.message
 import errno
 import hashlib
 import io
+import re
 import stat
 import tarfile
 import zipfile
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from twine.package import PackageFile
 
     from oidc_publish.report import Reporter
+
+# A release as PyPI files it: normalised project name, canonical version.
+Key = tuple[str, str]
 
 WHEEL = "bdist_wheel"
 SDIST = "sdist"
@@ -403,13 +407,9 @@ def group(dists: Sequence[Distribution]) -> list[Release]:
     library), so that each one installs the moment it appears; otherwise by name. Files
     keep their order within a release.
     """
-    from graphlib import CycleError, TopologicalSorter
-
-    from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
-    # As PyPI files them: by normalised name and canonical version.
-    by_release: dict[tuple[str, str], list[Distribution]] = {}
+    by_release: dict[Key, list[Distribution]] = {}
     for dist in dists:
         key = (str(canonicalize_name(dist.name)), canonical_version(dist.version))
         by_release.setdefault(key, []).append(dist)
@@ -418,29 +418,79 @@ def group(dists: Sequence[Distribution]) -> list[Release]:
         for key, files in by_release.items()
     }
     projects = {key[0]: key for key in releases}
-    needs: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for key, release in releases.items():
-        needs[key] = set()
-        for dist in release.files:
-            for line in dist.package.metadata_dictionary().get("requires_dist") or ():
-                try:
-                    required = canonicalize_name(Requirement(str(line)).name)
-                except InvalidRequirement:
-                    continue
-                if required in projects and required != key[0]:
-                    needs[key].add(projects[required])
-    ordered = sorted(releases)
-    try:
-        sorter = TopologicalSorter({key: sorted(needs[key]) for key in ordered})
-        sorter.prepare()
-        order: list[tuple[str, str]] = []
-        while sorter.is_active():
-            ready = sorted(sorter.get_ready())
-            order += ready
-            sorter.done(*ready)
-    except CycleError:
-        order = ordered
-    return [releases[key] for key in order]
+    needs = {
+        key: {
+            projects[required]
+            for dist in release.files
+            for required in _required(dist)
+            if required in projects and required != key[0]
+        }
+        for key, release in releases.items()
+    }
+    return [releases[key] for key in _publishing_order(needs)]
+
+
+def _required(dist: Distribution) -> list[str]:
+    """The projects `dist` always requires (normalised): a requirement under an extra
+    (`; extra == "plugins"`) is optional, so it orders nothing."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = []
+    for line in dist.package.metadata_dictionary().get("requires_dist") or ():
+        try:
+            requirement = Requirement(str(line))
+        except InvalidRequirement:
+            continue
+        marker = requirement.marker
+        # The marker's words outside its quoted values: `extra` is one of its variables.
+        if marker is None or not _EXTRA.search(_QUOTED.sub("", str(marker))):
+            names.append(str(canonicalize_name(requirement.name)))
+    return names
+
+
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+_EXTRA = re.compile(r"\bextra\b")
+
+
+def _publishing_order(needs: Mapping[Key, set[Key]]) -> list[Key]:
+    """Each key after the keys it needs, otherwise in sorted order, in rounds: all that are
+    ready, sorted, then the next. Keys in a cycle (each needing the others, at some remove)
+    form a group that goes as one, sorted inside: the cycle is broken there and nowhere
+    else, so every other key keeps its order."""
+    from graphlib import TopologicalSorter
+
+    keys = sorted(needs)
+    reach = {key: _reachable(key, needs) for key in keys}
+    group_of = {
+        key: tuple(
+            other for other in keys if other == key or (other in reach[key] and key in reach[other])
+        )
+        for key in keys
+    }
+    groups = sorted(set(group_of.values()))
+    sorter = TopologicalSorter(
+        {g: sorted({group_of[n] for key in g for n in needs[key]} - {g}) for g in groups}
+    )
+    sorter.prepare()  # the groups' graph has no cycle left
+    order: list[Key] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order += [key for g in ready for key in g]
+        sorter.done(*ready)
+    return order
+
+
+def _reachable(start: Key, needs: Mapping[Key, set[Key]]) -> set[Key]:
+    """Every key `start` needs, directly or through others."""
+    seen: set[Key] = set()
+    pending = list(needs[start])
+    while pending:
+        key = pending.pop()
+        if key not in seen:
+            seen.add(key)
+            pending.extend(needs.get(key, ()))
+    return seen
 
 
 def _check_releases(releases: Sequence[Release]) -> list[Problem]:

@@ -463,6 +463,45 @@ def test_releases_that_require_nothing_of_each_other_go_by_name(workspace: Path)
     assert [r.label for r in releases(paths, workspace)] == ["a-sdk 3.1", "b-sdk 1.0"]
 
 
+def test_a_dependency_under_an_extra_is_no_ordering_edge(workspace: Path) -> None:
+    dist = workspace / "dist"
+    optional = {"Requires-Dist": 'a-plugin[fast]>=0.3; extra == "plugins"'}
+    paths = [
+        make_wheel(dist, "core", "2.0.0", metadata_overrides=optional),
+        make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides={"Requires-Dist": "core>=2"}),
+    ]
+
+    assert [r.label for r in releases(paths, workspace)] == ["core 2.0.0", "a-plugin 0.3.0"]
+
+
+def test_a_cycle_is_broken_inside_its_group_and_the_rest_keeps_its_order(
+    workspace: Path,
+) -> None:
+    dist = workspace / "dist"
+
+    def wheel(name: str, *requires: str) -> Path:
+        overrides = {"Requires-Dist": requires[0]} if requires else None
+        return make_wheel(dist, name, "1.0", metadata_overrides=overrides)
+
+    # a-x and b-y require each other; each other release requires one outside its own name
+    # order.
+    paths = [
+        wheel("aa-app", "a-x"),
+        wheel("a-x", "b-y"),
+        wheel("b-y", "a-x>=1"),
+        wheel("a-user", "zz-lib"),
+        wheel("zz-lib"),
+    ]
+
+    assert [r.name for r in releases(paths, workspace)] == [
+        "a-x",
+        "b-y",
+        "zz-lib",
+        "a-user",
+        "aa-app",
+    ]
+
+
 def test_one_sdist_per_release_is_fine_and_two_in_one_release_name_that_release(
     workspace: Path,
 ) -> None:

@@ -142,3 +142,21 @@ def test_a_tag_that_reads_as_one_projects_version_publishes_though_another_name_
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert index.files() == {p.name: sha256(p) for p in built}
+
+
+def test_an_optional_dependency_back_on_the_plugin_keeps_the_library_first(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    dist = workspace / "dist"
+    optional = {"Requires-Dist": 'a-plugin; extra == "plugins"'}
+    core = make_wheel(dist, "core", "2.0.0", metadata_overrides=optional)
+    plugin = make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides=NEEDS_CORE)
+    # The library is refused: the plugin, which needs it, must not be on the index alone.
+    index.publishers = [replace(default_publisher(), projects={"a-plugin"})]
+
+    result = run({"attestations": "false"}, env=BRANCH)
+
+    assert result.returncode == 1
+    assert index.files() == {}
+    assert results(result.summary) == {core.name: "failed", plugin.name: "not uploaded"}
+    assert releases(result.summary) == {"core 2.0.0": "untouched", "a-plugin 0.3.0": "untouched"}
