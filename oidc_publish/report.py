@@ -359,15 +359,18 @@ def _table(results: Sequence[FileResult], index: str) -> list[str]:
 
 
 def release_state(results: Sequence[FileResult], *, dry_run: bool) -> str:
-    """Whether a release is on the index whole: what a re-run has left to do."""
+    """Whether a release is on the index whole: what a re-run has left to do. A file whose
+    upload was under way when the run stopped may be there: it is named."""
     on_index = sum(r.outcome.on_index for r in results)
+    flying = ", ".join(md_code(r.dist.filename) for r in results if r.outcome is Outcome.IN_FLIGHT)
     if dry_run:
         return "rehearsed"
     if results and on_index == len(results):
         return "complete"
     if on_index == 0:
-        return "untouched"
-    return f"partial: {on_index} of {len(results)} files on the index"
+        return f"perhaps partial: {flying} may be on the index" if flying else "untouched"
+    partial = f"partial: {on_index} of {len(results)} files on the index"
+    return f"{partial}, and {flying} may be" if flying else partial
 
 
 def _release_line(release: Release, results: Sequence[FileResult], dry_run: bool) -> str:

@@ -4,14 +4,17 @@ exchange, each release whole or not at all."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 from tests.conftest import Run, pip_install
 from tests.localindex.dists import make_sdist, make_wheel, sha256
 from tests.localindex.oidc import default_publisher
-from tests.localindex.server import LocalIndex
+from tests.localindex.server import Fault, LocalIndex
 from tests.summary import releases, results
+from tests.test_cli import held
 
 NEEDS_CORE = {"Requires-Dist": "core>=2"}
 # A push to a branch: no tag to compare the versions with.
@@ -160,3 +163,23 @@ def test_an_optional_dependency_back_on_the_plugin_keeps_the_library_first(
     assert index.files() == {}
     assert results(result.summary) == {core.name: "failed", plugin.name: "not uploaded"}
     assert releases(result.summary) == {"core 2.0.0": "untouched", "a-plugin 0.3.0": "untouched"}
+
+
+def test_a_release_cancelled_with_a_file_in_flight_is_perhaps_partial_naming_it(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    built = monorepo(workspace)
+    core_wheel = built["core"][0]
+    index.faults("upload", Fault.hold())
+
+    def cancel(process: subprocess.Popen[str]) -> None:
+        index.wait_for(held("upload"))
+        process.send_signal(signal.SIGTERM)
+
+    result = run({"attestations": "false"}, env=BRANCH, meanwhile=cancel)
+
+    assert result.returncode == 143, result.stdout + result.stderr
+    assert releases(result.summary) == {
+        "core 2.0.0": f"perhaps partial: `{core_wheel.name}` may be on the index",
+        "a-plugin 0.3.0": "untouched",
+    }
