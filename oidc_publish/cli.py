@@ -201,11 +201,11 @@ def publish(
 
         credential = exchange()
         reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
-        attestations: dict[str, dict[str, Any]] = {}
+        attestations = signing.result() if signing else {}
+        refused: ActionError | None = None
         if inputs.dry_run:
             publication.results = reconciler.rehearse(dists)
         else:
-            attestations = signing.result() if signing else {}
             uploader = Uploader(
                 index=index,
                 credential=credential,
@@ -214,10 +214,17 @@ def publish(
                 on_exists=reconciler.name_taken,
                 ca_file=ca_bundle(environ),
             )
-            with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
-                _upload(uploader, releases, attestations, publication)
-            _with_urls(reconciler, publication, reporter)
+            refused = _upload(
+                uploader,
+                releases,
+                attestations,
+                publication,
+                reconciler=reconciler,
+                index=index,
+                reporter=reporter,
+            )
         # After the first byte only the uploads decide: each step from here can only warn.
+        # What the index took is stored in GitHub whatever the verdict.
         _store_on_github(
             inputs,
             publication,
@@ -229,6 +236,8 @@ def publish(
             policy=policy,
             world=world,
         )
+        if refused is not None:
+            raise _as_published(refused, publication)
         if inputs.wait_until_installable and not inputs.dry_run:
             _wait_until_installable(holdings, publication, reporter, world)
     finally:
@@ -301,13 +310,19 @@ def _upload(
     releases: Sequence[DistRelease],
     attestations: dict[str, dict[str, Any]],
     publication: Publication,
-) -> None:
-    """Every release, its results in `publication`; a cancellation says what may be on the
-    index."""
+    *,
+    reconciler: Reconciler,
+    index: Index,
+    reporter: Reporter,
+) -> ActionError | None:
+    """Every release, its results in `publication`, with their URLs. The index's refusal is
+    returned, not raised, so that what it took can still be stored in GitHub; a
+    cancellation says what may be on the index."""
     from oidc_publish.outcomes import FileResult, Outcome
 
     try:
-        publication.results = uploader.publish(releases, attestations)
+        with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
+            publication.results = uploader.publish(releases, attestations)
     except Stopped as stopped:
         # A file the uploads had not taken stock of when they stopped may be on the index.
         known = {r.dist.filename: r for r in stopped.results}
@@ -317,6 +332,18 @@ def _upload(
             for d in release.files
         ]
         raise
+    except ActionError as refused:
+        publication.results = refused.results
+        return refused
+    _with_urls(reconciler, publication, reporter)
+    return None
+
+
+def _as_published(refused: ActionError, publication: Publication) -> ActionError:
+    """The index's refusal, carrying the results as the steps after the uploads left them
+    (with their GitHub URLs)."""
+    refused.results = list(publication.results)
+    return refused
 
 
 def _make_client(

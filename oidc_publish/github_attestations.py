@@ -136,12 +136,14 @@ def store_release(
     reporter: Reporter,
     wall: Callable[[], float],
 ) -> None:
-    """Stores each uploaded file's attestation in GitHub; never raises.
+    """Stores each uploaded file's attestation in GitHub, whatever the run's verdict: a
+    refused run's complete releases are attested there too. Raises only a cancellation.
 
     `attestations` are the signed ones by file name (sign_all's); `unsigned` says why none
     were made, "" when they were (or would be, on a dry run). The files' results gain their
     GitHub URLs, the publication the command that verifies a file; whatever is not stored is
-    one notice (nothing to store) or one warning (the store failed).
+    one notice (nothing to store, or files the index did not take) or one warning (the store
+    failed).
     """
     repository = Repository.from_env(environ, context)
     if publication.dry_run:
@@ -187,6 +189,17 @@ def store_release(
             publication.github_verify = repository.verify_command(first)
     if problem is not None:
         reporter.add(problem)
+    missing = [
+        r.dist.filename
+        for r in publication.results
+        if r.outcome in _NOT_ON_INDEX and r.dist.filename in attestations
+    ]
+    if missing:
+        reporter.add(_not_taken(missing))
+
+
+# A refused or stopped run's files that this run did not put on the index.
+_NOT_ON_INDEX = (Outcome.FAILED, Outcome.NOT_ATTEMPTED, Outcome.IN_FLIGHT)
 
 
 class _Refused(Exception):
@@ -327,6 +340,17 @@ def _rehearsal(publication: Publication, unsigned: str, repository: Repository |
         Level.NOTICE,
         "Dry run: nothing stored in GitHub's attestation store",
         f"Nothing was sent to GitHub's attestation store; {said}.",
+    )
+
+
+def _not_taken(names: Sequence[str]) -> Diagnostic:
+    files = ", ".join(md_code(name) for name in names)
+    return Diagnostic(
+        Level.NOTICE,
+        "Not stored in GitHub: files the index did not take",
+        "GitHub's attestation store got the attestations of the files this run put on the "
+        f"index; not those of {files}, which are not on the index.",
+        fix="The run that uploads them stores their attestations too.",
     )
 
 

@@ -10,15 +10,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.conftest import Run, pip_install
+from tests.localindex import identity
 from tests.localindex.dists import make_sdist, make_wheel, sha256
+from tests.localindex.github_api import gh_attestation_verify
 from tests.localindex.oidc import default_publisher
 from tests.localindex.server import Fault, LocalIndex
+from tests.localindex.sigstore import PUBLISH_V1
 from tests.summary import releases, results
 from tests.test_cli import held
 
 NEEDS_CORE = {"Requires-Dist": "core>=2"}
 # A push to a branch: no tag to compare the versions with.
 BRANCH = {"GITHUB_REF": "refs/heads/main"}
+UNSTORED = "Not stored in GitHub: files the index did not take"
 
 
 def monorepo(workspace: Path) -> dict[str, list[Path]]:
@@ -183,3 +187,34 @@ def test_a_release_cancelled_with_a_file_in_flight_is_perhaps_partial_naming_it(
         "core 2.0.0": f"perhaps partial: `{core_wheel.name}` may be on the index",
         "a-plugin 0.3.0": "untouched",
     }
+
+
+def test_a_refused_release_leaves_the_complete_ones_attested_in_github_and_says_what_is_not(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    built = monorepo(workspace)
+    index.publishers = [replace(default_publisher(), projects={"core"})]
+
+    result = run({"github-attestations": "true"}, env=BRANCH, sigstore=True)
+
+    assert result.returncode == 1
+    assert index.files() == {p.name: sha256(p) for p in built["core"]}
+    assert releases(result.summary) == {"core 2.0.0": "complete", "a-plugin 0.3.0": "untouched"}
+    stored = index.github.stored
+    assert len(stored) == 2
+    for bundle, dist in zip(stored, built["core"], strict=True):
+        gh_attestation_verify(
+            bundle.bundle,
+            trust_config=index.sigstore_trust_config,
+            repository=identity.REPOSITORY,
+            predicate_type=PUBLISH_V1,
+            sha256=sha256(dist),
+        )
+    base = f"https://github.com/{identity.REPOSITORY}/attestations"
+    assert {f["name"]: f["github-attestation"] for f in json.loads(result.outputs["files"])} == {
+        dist.name: f"{base}/{s.id}" for dist, s in zip(built["core"], stored, strict=True)
+    }
+    [notice] = [a for a in result.annotations if a.title == UNSTORED]
+    plugin_files = ", ".join(f"`{p.name}`" for p in built["a-plugin"])
+    assert f"not those of {plugin_files}, which are not on the index" in notice.message
+    assert not [a for a in result.annotations if a.level == "warning"]
