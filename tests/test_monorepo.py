@@ -81,6 +81,7 @@ def test_a_project_without_the_publisher_is_refused_by_name_and_the_other_stays_
 ) -> None:
     built = monorepo(workspace)
     index.publishers = [replace(default_publisher(), projects={"core"})]
+    index.projects.add("a-plugin")
 
     result = run(env=BRANCH)
 
@@ -160,6 +161,7 @@ def test_an_optional_dependency_back_on_the_plugin_keeps_the_library_first(
     plugin = make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides=NEEDS_CORE)
     # The library is refused: the plugin, which needs it, must not be on the index alone.
     index.publishers = [replace(default_publisher(), projects={"a-plugin"})]
+    index.projects.add("core")
 
     result = run({"attestations": "false"}, env=BRANCH)
 
@@ -194,6 +196,7 @@ def test_a_refused_release_leaves_the_complete_ones_attested_in_github_and_says_
 ) -> None:
     built = monorepo(workspace)
     index.publishers = [replace(default_publisher(), projects={"core"})]
+    index.projects.add("a-plugin")
 
     result = run({"github-attestations": "true"}, env=BRANCH, sigstore=True)
 
