@@ -216,7 +216,7 @@ def publish(
             )
             refused = _upload(
                 uploader,
-                releases,
+                _new_projects_first(releases, pages, holdings, publication),
                 attestations,
                 publication,
                 reconciler=reconciler,
@@ -337,6 +337,34 @@ def _upload(
         return refused
     _with_urls(reconciler, publication, reporter)
     return None
+
+
+def _new_projects_first(
+    releases: Sequence[DistRelease],
+    pages: Mapping[str, Pending[ProjectPage | None]],
+    holdings: IndexClient,
+    publication: Publication,
+) -> list[DistRelease]:
+    """The releases in the order to upload them: those of a project the index does not have
+    first. Its page answered 404, and still does now the token exchange is done (a pending
+    publisher creates its project at the mint): if the index refuses it, nothing of the run
+    is on the index."""
+    from oidc_publish.dists import new_projects_first
+
+    if len(releases) < 2:
+        return list(releases)
+
+    def missing(page: ProjectPage | None) -> bool:
+        return page is not None and not page.exists
+
+    absent = [
+        r.project for r in releases if r.project in pages and missing(pages[r.project].result())
+    ]
+    new = {project for project in absent if missing(holdings.project_page(project))}
+    order = new_projects_first(releases, new)
+    rank = {release.label: position for position, release in enumerate(order)}
+    publication.releases = sorted(publication.releases, key=lambda r: rank[r.label])
+    return order
 
 
 def _as_published(refused: ActionError, publication: Publication) -> ActionError:

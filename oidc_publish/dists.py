@@ -17,7 +17,7 @@ import re
 import stat
 import tarfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -428,6 +428,16 @@ def group(dists: Sequence[Distribution]) -> list[Release]:
         for key, release in releases.items()
     }
     return [releases[key] for key in _publishing_order(needs)]
+
+
+def new_projects_first(releases: Sequence[Release], new: Set[str]) -> list[Release]:
+    """The releases of `new` projects (normalised names: those the index does not have)
+    first, then the others, each in the order they had.
+
+    A trusted publisher's token cannot create a project: the index refuses its first file.
+    Going first, that refusal comes before anything of the run is on the index.
+    """
+    return sorted(releases, key=lambda release: release.project not in new)
 
 
 def _required(dist: Distribution) -> list[str]:

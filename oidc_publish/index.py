@@ -61,14 +61,15 @@ class IndexClient:
     def project_page(self, project: str) -> ProjectPage | None:
         """The project's page in JSON, for the rules checked before the first upload.
 
-        An empty page when the project does not exist yet (404); None when the index won't
-        say: it keeps failing, answers HTML only, or something else than a JSON page.
+        An empty page that does not exist when the index has no such project (404); None
+        when the index won't say: it keeps failing, answers HTML only, or something else than
+        a JSON page.
         """
         answer = self._get(project, {"Accept": JSON_ONLY}, self._advisory)
         if answer is None:
             return None
         if answer.status == 404:
-            return ProjectPage()
+            return ProjectPage(exists=False)
         if answer.status != 200 or "json" not in answer.content_type:
             return None
         return parse_project_page(answer.url, answer.content, debug=self._reporter.debug)

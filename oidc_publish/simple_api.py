@@ -39,6 +39,8 @@ class ProjectPage:
     # PEP 792: "active" when the index names none; lower-cased, unknown values kept as given.
     status: str = ACTIVE
     status_reason: str | None = None
+    exists: bool = True
+    """False when the index answered 404: it has no project of that name."""
 
 
 def _anchors(html: str) -> list[tuple[str, str]]:

@@ -502,6 +502,24 @@ def test_a_cycle_is_broken_inside_its_group_and_the_rest_keeps_its_order(
     ]
 
 
+def test_projects_the_index_does_not_have_go_first_each_group_in_its_order(
+    workspace: Path,
+) -> None:
+    dist = workspace / "dist"
+    paths = [
+        make_wheel(dist, "core", "1.0"),
+        make_wheel(dist, "b-plugin", "1.0", metadata_overrides={"Requires-Dist": "core"}),
+        make_wheel(dist, "new-lib", "1.0"),
+        make_wheel(dist, "a-new-plugin", "1.0", metadata_overrides={"Requires-Dist": "new-lib"}),
+    ]
+    grouped = releases(paths, workspace)
+    assert [r.name for r in grouped] == ["core", "new-lib", "a-new-plugin", "b-plugin"]
+
+    ordered = dists.new_projects_first(grouped, {"new-lib", "a-new-plugin"})
+
+    assert [r.name for r in ordered] == ["new-lib", "a-new-plugin", "core", "b-plugin"]
+
+
 def test_one_sdist_per_release_is_fine_and_two_in_one_release_name_that_release(
     workspace: Path,
 ) -> None:

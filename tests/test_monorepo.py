@@ -221,3 +221,32 @@ def test_a_refused_release_leaves_the_complete_ones_attested_in_github_and_says_
     plugin_files = ", ".join(f"`{p.name}`" for p in built["a-plugin"])
     assert f"not those of {plugin_files}, which are not on the index" in notice.message
     assert not [a for a in result.annotations if a.level == "warning"]
+
+
+def test_a_project_the_index_does_not_have_goes_first_and_is_diagnosed_as_missing(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    built = monorepo(workspace)
+    # The publisher is on core; the plugin is new, and PyPI has no project of that name.
+    index.publishers = [replace(default_publisher(), projects={"core"})]
+
+    result = run({"attestations": "false"}, env=BRANCH)
+
+    assert result.returncode == 1
+    # The plugin went first: refused, it left nothing of the run on the index.
+    assert index.files() == {}
+    assert releases(result.summary) == {"a-plugin 0.3.0": "untouched", "core 2.0.0": "untouched"}
+    assert results(result.summary) == {
+        built["a-plugin"][0].name: "failed",
+        built["a-plugin"][1].name: "not uploaded",
+        built["core"][0].name: "not uploaded",
+        built["core"][1].name: "not uploaded",
+    }
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "a-plugin does not exist on 127.0.0.1"
+    assert error.file == f"dist/{built['a-plugin'][0].name}"
+    assert "HTTP 400 `Non-user identities cannot create new projects." in error.message
+    assert "only through a pending publisher" in error.message
+    assert "Add a pending publisher for the project `a-plugin`" in error.message
+    assert "one project per run" in error.message
+    assert "as PyPI normalises it" in error.message

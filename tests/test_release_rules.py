@@ -405,8 +405,8 @@ def test_the_page_is_read_once_in_json_under_the_normalised_name() -> None:
     assert seen[0].headers["accept"] == JSON_ONLY
 
 
-def test_a_new_project_has_an_empty_page() -> None:
-    assert read(lambda _: httpx.Response(404)) == ProjectPage()
+def test_a_project_the_index_does_not_have_has_an_empty_page_that_says_so() -> None:
+    assert read(lambda _: httpx.Response(404)) == ProjectPage(exists=False)
 
 
 @pytest.mark.parametrize(
