@@ -36,7 +36,7 @@ from oidc_publish.errors import (
     RunTimedOut,
     Stopped,
 )
-from oidc_publish.report import Publication, Release, Reporter
+from oidc_publish.report import Publication, Release, Reporter, advisory
 from oidc_publish.runner import RunnerContext
 from oidc_publish.stop import Stop
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from oidc_publish.index_urls import Index
     from oidc_publish.inputs import Inputs
     from oidc_publish.network import Pending, RetryPolicy
+    from oidc_publish.reconcile import Reconciler
     from oidc_publish.simple_api import IndexedFile, ProjectPage
     from oidc_publish.upload import Uploader
 
@@ -253,12 +254,12 @@ def _publish(
     uploads = credential()
     cleared.set_result(None)
     reconciler = Reconciler(holdings, skip_existing=inputs.skip_existing, reporter=reporter)
-    attestations: dict[str, dict[str, Any]] = {}
+    attestations = signing.result() if signing else {}
+    refused: ActionError | None = None
     if inputs.dry_run:
         publication.results = reconciler.rehearse(dists)
         uploads.close()
     else:
-        attestations = signing.result() if signing else {}
         uploader = Uploader(
             index=index,
             credential=uploads,
@@ -268,11 +269,19 @@ def _publish(
             ca_file=ca_bundle(environ),
         )
         try:
-            with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
-                _upload(uploader, releases, attestations, publication)
+            refused = _upload(
+                uploader,
+                _new_projects_first(releases, pages, holdings, publication),
+                attestations,
+                publication,
+                reconciler=reconciler,
+                index=index,
+                reporter=reporter,
+            )
         finally:
             uploads.close()  # the token's last use is behind it, whatever the outcome
-        publication.results = reconciler.with_urls(publication.results)
+    # After the first byte only the uploads decide: each step from here can only warn.
+    # What the index took is stored in GitHub whatever the verdict.
     _store_on_github(
         inputs,
         publication,
@@ -284,6 +293,8 @@ def _publish(
         policy=policy,
         world=world,
     )
+    if refused is not None:
+        raise _as_published(refused, publication)
     if inputs.wait_until_installable and not inputs.dry_run:
         _wait_until_installable(holdings, publication, reporter, world)
 
@@ -326,18 +337,27 @@ def _store_on_github(
         return
     from oidc_publish.github_attestations import store_release
 
-    store_release(
-        publication,
-        attestations,
-        unsigned=publication.no_attestations if inputs.attestations else "`attestations: false`",
-        token=inputs.github_token.get_secret_value(),
-        environ=environ,
-        context=context,
-        http=http,
-        policy=policy,
-        reporter=reporter,
-        wall=world.wall,
-    )
+    with advisory(reporter, "Storing the attestations in GitHub's attestation store"):
+        store_release(
+            publication,
+            attestations,
+            unsigned=publication.no_attestations
+            if inputs.attestations
+            else "`attestations: false`",
+            token=inputs.github_token.get_secret_value(),
+            environ=environ,
+            context=context,
+            http=http,
+            policy=policy,
+            reporter=reporter,
+            wall=world.wall,
+        )
+
+
+def _with_urls(reconciler: Reconciler, publication: Publication, reporter: Reporter) -> None:
+    """Each uploaded file's URL, where the index lists it."""
+    with advisory(reporter, "Reading the files' URLs from the index"):
+        publication.results = reconciler.with_urls(publication.results)
 
 
 def _upload(
@@ -345,13 +365,19 @@ def _upload(
     releases: Sequence[DistRelease],
     attestations: dict[str, dict[str, Any]],
     publication: Publication,
-) -> None:
-    """Every release, its results in `publication`; a cancellation says what may be on the
-    index."""
+    *,
+    reconciler: Reconciler,
+    index: Index,
+    reporter: Reporter,
+) -> ActionError | None:
+    """Every release, its results in `publication`, with their URLs. The index's refusal is
+    returned, not raised, so that what it took can still be stored in GitHub; a
+    cancellation says what may be on the index."""
     from oidc_publish.outcomes import FileResult, Outcome
 
     try:
-        publication.results = uploader.publish(releases, attestations)
+        with reporter.group(f"Uploading {_files_of(releases)} to {index.upload_url}"):
+            publication.results = uploader.publish(releases, attestations)
     except Stopped as stopped:
         # A file the uploads had not taken stock of when they stopped may be on the index.
         known = {r.dist.filename: r for r in stopped.results}
@@ -361,6 +387,46 @@ def _upload(
             for d in release.files
         ]
         raise
+    except ActionError as refused:
+        publication.results = refused.results
+        return refused
+    _with_urls(reconciler, publication, reporter)
+    return None
+
+
+def _new_projects_first(
+    releases: Sequence[DistRelease],
+    pages: Mapping[str, Pending[ProjectPage | None]],
+    holdings: IndexClient,
+    publication: Publication,
+) -> list[DistRelease]:
+    """The releases in the order to upload them: those of a project the index does not have
+    first. Its page answered 404, and still does now the token exchange is done (a pending
+    publisher creates its project at the mint): if the index refuses it, nothing of the run
+    is on the index."""
+    from oidc_publish.dists import new_projects_first
+
+    if len(releases) < 2:
+        return list(releases)
+
+    def missing(page: ProjectPage | None) -> bool:
+        return page is not None and not page.exists
+
+    absent = [
+        r.project for r in releases if r.project in pages and missing(pages[r.project].result())
+    ]
+    new = {project for project in absent if missing(holdings.project_page(project))}
+    order = new_projects_first(releases, new)
+    rank = {release.label: position for position, release in enumerate(order)}
+    publication.releases = sorted(publication.releases, key=lambda r: rank[r.label])
+    return order
+
+
+def _as_published(refused: ActionError, publication: Publication) -> ActionError:
+    """The index's refusal, carrying the results as the steps after the uploads left them
+    (with their GitHub URLs)."""
+    refused.results = list(publication.results)
+    return refused
 
 
 def _make_client(
@@ -557,18 +623,20 @@ def _wait_until_installable(
         answered = [files for files in looks if files is not None]
         return {name: f for files in answered for name, f in files.items()} if answered else None
 
-    with reporter.group("Waiting until the index lists every file"):
-        waited = wait_until_installable(
-            listed,
-            on_index,
-            clock=world.monotonic,
-            sleep=world.sleep,
-        )
-    publication.waited_for_index = True
-    publication.installable_after = waited.seconds
-    warning = waited.warning(DEFAULT_DEADLINE, holdings.index.display_name)
-    if warning:
-        reporter.add(warning)
+    title = "Waiting until the index lists every file"
+    with advisory(reporter, title):
+        with reporter.group(title):
+            waited = wait_until_installable(
+                listed,
+                on_index,
+                clock=world.monotonic,
+                sleep=world.sleep,
+            )
+        publication.waited_for_index = True
+        publication.installable_after = waited.seconds
+        warning = waited.warning(DEFAULT_DEADLINE, holdings.index.display_name)
+        if warning:
+            reporter.add(warning)
 
 
 def _start_exchange(

@@ -32,6 +32,11 @@ _PROJECT_LIMIT = (
 )
 
 
+# Warehouse's answer to a trusted publisher's token for a project it does not have, whatever
+# publisher minted the token: it looks the project up before it checks the token's scope.
+_NEW_PROJECT = "non-user identities cannot create new projects"
+
+
 @dataclass(frozen=True)
 class Refusal:
     """One of PyPI's upload refusals, recognised by words in its reason phrase."""
@@ -78,10 +83,14 @@ REFUSALS: list[Refusal] = [
         "version.",
     ),
     Refusal(
-        ("non-user identities cannot create new projects",),
-        "Project does not exist yet",
-        "The pending publisher was used but its project name differs from the distribution's "
-        "name. Make the pending publisher's project name equal the `name` in pyproject.toml.",
+        (_NEW_PROJECT,),
+        "Project does not exist on the index",
+        "The index has no project of this name, and a trusted publisher can create a project "
+        "only through a pending publisher (the token may come from another project's "
+        "publisher). Add a pending publisher for that exact name, with the same owner, "
+        "repository, workflow file and environment, on your account's publishing page; PyPI "
+        "creates one project per run that way. If one was added, check that its name is the "
+        "distribution's name as PyPI normalises it.",
     ),
     Refusal(
         ("isn't allowed to upload", "not allowed to upload", "not valid for project"),
@@ -151,6 +160,9 @@ def upload_refusal(
             break
     if project and _OIDC_SCOPE in reason.lower():
         title, fix = f"No trusted publisher on {project}", _publisher_missing(index, project)
+    if project and _NEW_PROJECT in reason.lower():
+        title = f"{project} does not exist on {index.display_name}"
+        fix = _project_missing(index, project)
     return UploadRejected(
         f"{index.display_name} refused {md_code(filename)}: HTTP {status} {md_code(reason)}",
         fix=fix,
@@ -181,6 +193,28 @@ def _publisher_missing(index: Index, project: str) -> str:
         + (f" at {pending}" if pending else "")
         + "; PyPI keeps one pending publisher per workflow, so new projects are created one "
         "run at a time. Then re-run the job: files already on the index are recognised."
+    )
+
+
+def _project_missing(index: Index, project: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    name = md_code(canonicalize_name(project))
+    where = (
+        f"at {index.web}/manage/account/publishing/"
+        if index.web
+        else f"on your account's publishing page on {index.display_name}"
+    )
+    return (
+        f"{index.display_name} has no project {name}, and a trusted publisher can create a "
+        "project only through a pending publisher: the token this run minted came from the "
+        "publisher of another project, or from a pending publisher for another name. Add a "
+        f"pending publisher for the project {name}, with the same owner, repository, workflow "
+        f"file and environment, {where}. PyPI keeps one pending publisher per workflow and "
+        "creates one project per run that way: publish a second new project in a run of its "
+        f"own. If one was added, check that its project name is {name}, the distribution's "
+        "name as PyPI normalises it. Then re-run the job: files already on the index are "
+        "recognised."
     )
 
 

@@ -10,11 +10,14 @@ exhaust the runner.
 from __future__ import annotations
 
 import email.message
+import errno
 import hashlib
 import io
+import re
+import stat
 import tarfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,6 +42,9 @@ if TYPE_CHECKING:
 
 DEFAULT_FOLDER = "dist"
 """`packages-dir` when not given."""
+# A release as PyPI files it: normalised project name, canonical version.
+Key = tuple[str, str]
+
 WHEEL = "bdist_wheel"
 SDIST = "sdist"
 
@@ -133,16 +139,23 @@ def release_of(filename: str) -> tuple[str, Version] | None:
     return None
 
 
+def canonical_version(version: str) -> str:
+    """The version as PyPI files releases by it: `1.0` and `1.0.0` are one release."""
+    from packaging.utils import canonicalize_version
+
+    return canonicalize_version(version)
+
+
 def named_releases(paths: Sequence[Path]) -> list[tuple[str, str]]:
-    """The releases the file names name, each once, in the files' order: what the checks
-    and requests that need a project and version start from, before any archive is read
-    (reading checks that the names tell the truth)."""
-    found: dict[tuple[str, str], None] = {}
+    """The releases the file names name, each once (versions compared as PyPI compares
+    them), in the files' order: what the checks and requests that need a project and version
+    start from, before any archive is read (reading checks that the names tell the truth)."""
+    found: dict[tuple[str, str], str] = {}
     for path in paths:
         named = release_of(path.name)
         if named is not None:
-            found.setdefault((named[0], str(named[1])))
-    return list(found)
+            found.setdefault((named[0], canonical_version(str(named[1]))), str(named[1]))
+    return [(project, version) for (project, _), version in found.items()]
 
 
 def _several_versions(project: str, versions: Mapping[str, list[str]]) -> Problem:
@@ -161,7 +174,47 @@ def _several_versions(project: str, versions: Mapping[str, list[str]]) -> Proble
 
 
 def is_distribution(path: Path) -> bool:
-    return path.is_file() and path.name.endswith((".whl", ".tar.gz"))
+    return path.is_file() and _named_as_distribution(path)
+
+
+def _named_as_distribution(path: Path) -> bool:
+    return path.name.endswith((".whl", ".tar.gz"))
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What an entry is when it is no regular file (after its links); None for a file.
+
+    Never opened: a FIFO would block the reader, a device would never end.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return LOOP
+        if path.is_symlink():
+            return "a link whose target does not exist"
+        return f"unreadable ({error.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+LOOP = "a link that leads back to itself (a loop)"
+
+
+def _resolved(path: Path) -> Path | None:
+    """`path` with its links followed; None when they loop."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # RuntimeError until Python 3.13, OSError after
+        return None
 
 
 @dataclass(frozen=True)
@@ -170,21 +223,31 @@ class Folder:
 
     workspace: Path
 
-    def display(self, path: Path) -> str:
+    def display(self, path: Path, *, follow: bool = True) -> str:
         """`path` relative to the workspace, with the bytes of its name that are not UTF-8
-        shown as escapes."""
+        shown as escapes; a link as where it leads, or (`follow=False`, or when it loops)
+        where it lies."""
+        lies = path.parent.resolve() / path.name
+        where = (_resolved(path) or lies) if follow else lies
         try:
-            return shown_name(path.resolve().relative_to(self.workspace.resolve()))
+            return shown_name(where.relative_to(self.workspace.resolve()))
         except ValueError:
             return shown_name(path)
 
     def inside(self, path: Path) -> bool:
-        return path.resolve().is_relative_to(self.workspace.resolve())
+        resolved = _resolved(path)
+        return resolved is not None and resolved.is_relative_to(self.workspace.resolve())
 
 
 def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
     """The distribution files in `folder`, wheels first; one nested folder is followed."""
     place = Folder(workspace)
+    if _resolved(folder) is None:
+        raise NoDistributions(
+            f"`packages-dir` {md_code(place.display(folder))} is {LOOP}.",
+            fix="Point `packages-dir` at the folder that holds the distributions, or make the "
+            "link point at it.",
+        )
     if not place.inside(folder):
         # Its contents are not listed: they may be anything on the runner.
         raise InvalidInput(
@@ -232,6 +295,7 @@ def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
                 f"{names}.",
                 fix="Set `packages-dir` to the one folder to publish.",
             )
+    _refuse_what_is_no_file(entries, place)
     _ignore_attestations(entries, reporter)
     others = [
         p
@@ -251,6 +315,24 @@ def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
             )
         )
     return sorted(found, key=lambda p: (not p.name.endswith(".whl"), p.name))
+
+
+def _refuse_what_is_no_file(entries: Sequence[Path], place: Folder) -> None:
+    """An entry named as a distribution that is no file (a FIFO, a device, a link to nothing
+    or in a loop) is refused by name: leaving it out would publish the release without it."""
+    problems = [
+        Problem(
+            "Not a file",
+            f"{md_code(place.display(entry, follow=False))} is {what}, not a distribution file.",
+            "Remove it from `packages-dir`, or put the file it stands for in its place: a "
+            "build or `actions/download-artifact` writes regular files.",
+            place.display(entry, follow=False),
+        )
+        for entry in entries
+        if _named_as_distribution(entry) and (what := _not_a_file(entry))
+    ]
+    if problems:
+        raise DistributionsRejected(problems)
 
 
 def _ignore_attestations(entries: Sequence[Path], reporter: Reporter) -> None:
@@ -327,42 +409,100 @@ def group(dists: Sequence[Distribution]) -> list[Release]:
     library), so that each one installs the moment it appears; otherwise by name. Files
     keep their order within a release.
     """
-    from graphlib import CycleError, TopologicalSorter
-
-    from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
-    by_release: dict[tuple[str, str], list[Distribution]] = {}
+    by_release: dict[Key, list[Distribution]] = {}
     for dist in dists:
-        by_release.setdefault((canonicalize_name(dist.name), dist.version), []).append(dist)
+        key = (str(canonicalize_name(dist.name)), canonical_version(dist.version))
+        by_release.setdefault(key, []).append(dist)
     releases = {
         key: Release(files[0].name, files[0].version, tuple(files))
         for key, files in by_release.items()
     }
     projects = {key[0]: key for key in releases}
-    needs: dict[tuple[str, str], set[tuple[str, str]]] = {}
-    for key, release in releases.items():
-        needs[key] = set()
-        for dist in release.files:
-            for line in dist.package.metadata_dictionary().get("requires_dist") or ():
-                try:
-                    required = canonicalize_name(Requirement(str(line)).name)
-                except InvalidRequirement:
-                    continue
-                if required in projects and required != key[0]:
-                    needs[key].add(projects[required])
-    ordered = sorted(releases)
-    try:
-        sorter = TopologicalSorter({key: sorted(needs[key]) for key in ordered})
-        sorter.prepare()
-        order: list[tuple[str, str]] = []
-        while sorter.is_active():
-            ready = sorted(sorter.get_ready())
-            order += ready
-            sorter.done(*ready)
-    except CycleError:
-        order = ordered
-    return [releases[key] for key in order]
+    needs = {
+        key: {
+            projects[required]
+            for dist in release.files
+            for required in _required(dist)
+            if required in projects and required != key[0]
+        }
+        for key, release in releases.items()
+    }
+    return [releases[key] for key in _publishing_order(needs)]
+
+
+def new_projects_first(releases: Sequence[Release], new: Set[str]) -> list[Release]:
+    """The releases of `new` projects (normalised names: those the index does not have)
+    first, then the others, each in the order they had.
+
+    A trusted publisher's token cannot create a project: the index refuses its first file.
+    Going first, that refusal comes before anything of the run is on the index.
+    """
+    return sorted(releases, key=lambda release: release.project not in new)
+
+
+def _required(dist: Distribution) -> list[str]:
+    """The projects `dist` always requires (normalised): a requirement under an extra
+    (`; extra == "plugins"`) is optional, so it orders nothing."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    names = []
+    for line in dist.package.metadata_dictionary().get("requires_dist") or ():
+        try:
+            requirement = Requirement(str(line))
+        except InvalidRequirement:
+            continue
+        marker = requirement.marker
+        # The marker's words outside its quoted values: `extra` is one of its variables.
+        if marker is None or not _EXTRA.search(_QUOTED.sub("", str(marker))):
+            names.append(str(canonicalize_name(requirement.name)))
+    return names
+
+
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+_EXTRA = re.compile(r"\bextra\b")
+
+
+def _publishing_order(needs: Mapping[Key, set[Key]]) -> list[Key]:
+    """Each key after the keys it needs, otherwise in sorted order, in rounds: all that are
+    ready, sorted, then the next. Keys in a cycle (each needing the others, at some remove)
+    form a group that goes as one, sorted inside: the cycle is broken there and nowhere
+    else, so every other key keeps its order."""
+    from graphlib import TopologicalSorter
+
+    keys = sorted(needs)
+    reach = {key: _reachable(key, needs) for key in keys}
+    group_of = {
+        key: tuple(
+            other for other in keys if other == key or (other in reach[key] and key in reach[other])
+        )
+        for key in keys
+    }
+    groups = sorted(set(group_of.values()))
+    sorter = TopologicalSorter(
+        {g: sorted({group_of[n] for key in g for n in needs[key]} - {g}) for g in groups}
+    )
+    sorter.prepare()  # the groups' graph has no cycle left
+    order: list[Key] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        order += [key for g in ready for key in g]
+        sorter.done(*ready)
+    return order
+
+
+def _reachable(start: Key, needs: Mapping[Key, set[Key]]) -> set[Key]:
+    """Every key `start` needs, directly or through others."""
+    seen: set[Key] = set()
+    pending = list(needs[start])
+    while pending:
+        key = pending.pop()
+        if key not in seen:
+            seen.add(key)
+            pending.extend(needs.get(key, ()))
+    return seen
 
 
 def _check_releases(releases: Sequence[Release]) -> list[Problem]:

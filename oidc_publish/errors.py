@@ -150,9 +150,10 @@ class NoDistributions(ActionError):
     code = "no-distributions"
     title = "No distributions to upload"
     explanation = (
-        "`packages-dir` is missing, empty, or holds no `*.whl` or `*.tar.gz` files. Build the "
-        "distributions in this job, or download the artifact that holds them, before this step; "
-        "`actions/download-artifact` puts files in `path:`, so name the same folder here."
+        "`packages-dir` is missing, empty, a link that loops, or holds no `*.whl` or `*.tar.gz` "
+        "files. Build the distributions in this job, or download the artifact that holds them, "
+        "before this step; `actions/download-artifact` puts files in `path:`, so name the same "
+        "folder here."
     )
 
 
@@ -171,10 +172,12 @@ class DistributionsRejected(ActionError):
     title = "Distributions cannot be uploaded together"
     explanation = (
         "Every distribution is read and checked before the first upload, so nothing is "
-        "half-published: the archive must be readable and within sane sizes, the metadata "
-        "must parse and render on PyPI, each filename must match its metadata, and all files "
-        "must belong to one project and one version with at most one sdist. Each problem is "
-        "annotated on its file under a title of its own, and the fix names what to change."
+        "half-published: each entry named `*.whl` or `*.tar.gz` must be a file (not a named "
+        "pipe, a device, or a link to nothing or in a loop), the archive must be readable and "
+        "within sane sizes, the metadata must parse and render on PyPI, each filename must "
+        "match its metadata, and each project must come in one version (compared as PyPI "
+        "compares them: `1.0` is `1.0.0`) with at most one sdist. Each problem is annotated "
+        "on its file under a title of its own, and the fix names what to change."
     )
 
     def __init__(self, problems: Sequence[Problem]) -> None:

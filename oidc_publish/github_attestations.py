@@ -18,14 +18,15 @@ only, over https, in the Authorization header only, and no redirect is followed.
 from __future__ import annotations
 
 import json
+import math
 import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from oidc_publish.errors import ActionError, Diagnostic, Level
+from oidc_publish.errors import ActionError, Cancelled, Diagnostic, Level
 from oidc_publish.network import (
     Answer,
     GaveUp,
@@ -57,6 +58,8 @@ _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _ORIGIN = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 # GitHub's own words are quoted in warnings; this much of them is enough.
 _MESSAGE_CHARS = 300
+# An X-RateLimit-Reset longer than this is no time in seconds since the epoch.
+_EPOCH_DIGITS = 12
 
 
 @dataclass(frozen=True)
@@ -76,18 +79,12 @@ class Repository:
         name = context.repository
         if not _REPOSITORY.fullmatch(name) or {".", ".."} & set(name.split("/")):
             return f"GITHUB_REPOSITORY is {md_code(name)}, not `owner/name`"
-        api = (environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
-        parts = urlsplit(api)
-        if not (
-            parts.scheme == "https"
-            and parts.hostname
-            and "@" not in parts.netloc
-            and not parts.query
-            and not parts.fragment
-        ):
+        given = environ.get("GITHUB_API_URL") or DEFAULT_API_URL
+        api = _api_base(given)
+        if api is None:
             return (
-                f"GITHUB_API_URL is {md_code(api)}, not an https:// URL without credentials, "
-                "and the token goes nowhere else"
+                f"GITHUB_API_URL is {md_code(given)}, not an https:// URL without credentials, "
+                "a query, a fragment or white space, and the token goes nowhere else"
             )
         web = context.server_url if _ORIGIN.fullmatch(context.server_url) else ""
         return cls(api, web, name)
@@ -107,6 +104,25 @@ class Repository:
         )
 
 
+def _api_base(given: str) -> str | None:
+    """GITHUB_API_URL parsed once, as strictly as `repository-url`, and rebuilt from its parts
+    (the store's endpoint is appended to it); None for anything but a plain https:// URL.
+
+    A `?` or `#` anywhere, even with nothing after it, would move the endpoint out of the
+    path; white space or a control character is no part of a URL.
+    """
+    if not (given.isascii() and given.isprintable()) or any(c in given for c in " ?#\\"):
+        return None
+    try:
+        parts = urlsplit(given)
+        parts.port  # noqa: B018 - raises for a port that is no number, or out of range
+    except ValueError:
+        return None
+    if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
+        return None
+    return urlunsplit(("https", parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
 def store_release(
     publication: Publication,
     attestations: Mapping[str, Mapping[str, Any]],
@@ -120,12 +136,14 @@ def store_release(
     reporter: Reporter,
     wall: Callable[[], float],
 ) -> None:
-    """Stores each uploaded file's attestation in GitHub; never raises.
+    """Stores each uploaded file's attestation in GitHub, whatever the run's verdict: a
+    refused run's complete releases are attested there too. Raises only a cancellation.
 
     `attestations` are the signed ones by file name (sign_all's); `unsigned` says why none
     were made, "" when they were (or would be, on a dry run). The files' results gain their
     GitHub URLs, the publication the command that verifies a file; whatever is not stored is
-    one notice (nothing to store) or one warning (the store failed).
+    one notice (nothing to store, or files the index did not take) or one warning (the store
+    failed).
     """
     repository = Repository.from_env(environ, context)
     if publication.dry_run:
@@ -154,18 +172,34 @@ def store_release(
         )
         return
     store = _Store(repository, token, http=http, policy=policy, reporter=reporter, wall=wall)
-    with reporter.group(
-        f"Storing {len(due)} attestation(s) in GitHub's attestation store of {repository.name}"
-    ):
-        stored, problem = store.all(due, attestations)
-    publication.results = [
-        replace(r, github_attestation=stored.get(r.dist.filename, "")) for r in publication.results
-    ]
-    if stored:
-        first = next(r.dist.filename for r in due if r.dist.filename in stored)
-        publication.github_verify = repository.verify_command(first)
+    stored: dict[str, str] = {}
+    try:
+        with reporter.group(
+            f"Storing {len(due)} attestation(s) in GitHub's attestation store of {repository.name}"
+        ):
+            problem = store.all(due, attestations, stored)
+    finally:
+        # Also when a cancellation ends the store: what was stored is linked.
+        publication.results = [
+            replace(r, github_attestation=stored.get(r.dist.filename, ""))
+            for r in publication.results
+        ]
+        if stored:
+            first = next(r.dist.filename for r in due if r.dist.filename in stored)
+            publication.github_verify = repository.verify_command(first)
     if problem is not None:
         reporter.add(problem)
+    missing = [
+        r.dist.filename
+        for r in publication.results
+        if r.outcome in _NOT_ON_INDEX and r.dist.filename in attestations
+    ]
+    if missing:
+        reporter.add(_not_taken(missing))
+
+
+# A refused or stopped run's files that this run did not put on the index.
+_NOT_ON_INDEX = (Outcome.FAILED, Outcome.NOT_ATTEMPTED, Outcome.IN_FLIGHT)
 
 
 class _Refused(Exception):
@@ -200,34 +234,39 @@ class _Store:
         }
 
     def all(
-        self, due: Sequence[FileResult], attestations: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[dict[str, str], Diagnostic | None]:
-        """Stores one file after the other; the first failure stops the rest.
+        self,
+        due: Sequence[FileResult],
+        attestations: Mapping[str, Mapping[str, Any]],
+        stored: dict[str, str],
+    ) -> Diagnostic | None:
+        """Stores one file after the other; the first failure stops the rest, and so does a
+        cancellation, which goes on to end the run.
 
-        Returns each stored file's URL (empty when GitHub gave no id) and the warning that
-        names what was left unstored, if anything was.
+        Fills `stored` with each stored file's URL (empty when GitHub gave no id) as it goes;
+        returns the warning that names what was left unstored, if anything was.
         """
-        stored: dict[str, str] = {}
         for position, result in enumerate(due):
             name = result.dist.filename
             left = [r.dist.filename for r in due[position:]]
             try:
                 number = self._one(name, attestations[name])
             except GaveUp as gave_up:
-                return stored, _down(name, gave_up, left)
+                return _down(name, gave_up, left)
             except _Refused as refused:
-                return stored, _refusal(name, refused, self._repository, left)
+                return _refusal(name, refused, self._repository, left)
+            except Cancelled:
+                raise
             # The release is on the index: nothing here may change the run's exit code, not
             # even the run's own deadline passing.
             except Exception as error:
                 if not isinstance(error, ActionError):
                     self._reporter.debug(traceback.format_exc())
-                return stored, _failure(name, error, left)
+                return _failure(name, error, left)
             url = self._repository.attestation_url(number) if number else ""
             stored[name] = url
             where = f": {url}" if url else ""
             self._reporter.log(f"{name}: stored in GitHub's attestation store{where}")
-        return stored, None
+        return None
 
     def _one(self, name: str, attestation: Mapping[str, Any]) -> int | None:
         from pypi_attestations import Attestation
@@ -271,6 +310,8 @@ class _Store:
             return retry_after
         reset = headers.get("x-ratelimit-reset", "")
         if headers.get("x-ratelimit-remaining") == "0" and reset.isascii() and reset.isdigit():
+            if len(reset) > _EPOCH_DIGITS:
+                return math.inf  # no time at all: as long as the policy waits
             return max(0.0, int(reset) - self._wall())
         # GitHub's advice for a secondary limit without either header: wait a minute.
         return 60.0 if "rate limit" in message.lower() else None
@@ -299,6 +340,17 @@ def _rehearsal(publication: Publication, unsigned: str, repository: Repository |
         Level.NOTICE,
         "Dry run: nothing stored in GitHub's attestation store",
         f"Nothing was sent to GitHub's attestation store; {said}.",
+    )
+
+
+def _not_taken(names: Sequence[str]) -> Diagnostic:
+    files = ", ".join(md_code(name) for name in names)
+    return Diagnostic(
+        Level.NOTICE,
+        "Not stored in GitHub: files the index did not take",
+        "GitHub's attestation store got the attestations of the files this run put on the "
+        f"index; not those of {files}, which are not on the index.",
+        fix="The run that uploads them stores their attestations too.",
     )
 
 

@@ -56,27 +56,28 @@ class IndexClient:
 
     def project_files(self, project: str) -> dict[str, IndexedFile] | None:
         """The project's files on the index; empty if it has none, None if the index won't say."""
-        return _listing(self._get(project, {"Accept": ACCEPT}, self._policy))
+        return self._listing(self._get(project, {"Accept": ACCEPT}, self._policy))
 
     def project_page(self, project: str) -> ProjectPage | None:
         """The project's page in JSON, for the rules checked before the first upload.
 
-        An empty page when the project does not exist yet (404); None when the index won't
-        say: it keeps failing, answers HTML only, or something else than a JSON page.
+        An empty page that does not exist when the index has no such project (404); None
+        when the index won't say: it keeps failing, answers HTML only, or something else than
+        a JSON page.
         """
         answer = self._get(project, {"Accept": JSON_ONLY}, self._advisory)
         if answer is None:
             return None
         if answer.status == 404:
-            return ProjectPage()
+            return ProjectPage(exists=False)
         if answer.status != 200 or "json" not in answer.content_type:
             return None
-        return parse_project_page(answer.url, answer.content)
+        return parse_project_page(answer.url, answer.content, debug=self._reporter.debug)
 
     def fresh_files(self, project: str) -> dict[str, IndexedFile] | None:
         """One uncached look at the project's files, for waiting on an upload; not retried,
         since the caller polls."""
-        return _listing(
+        return self._listing(
             self._get(project, {"Accept": ACCEPT, **NO_CACHE}, replace(self._policy, attempts=1))
         )
 
@@ -106,14 +107,13 @@ class IndexClient:
             self._reporter.debug(f"GET {url}: no usable answer ({type(error).__name__})")
             return None
 
-
-def _listing(answer: Answer | None) -> dict[str, IndexedFile] | None:
-    """The files a page lists: none for a project the index does not know (404), None when
-    there is no usable page."""
-    if answer is None:
-        return None
-    if answer.status == 404:
-        return {}
-    if answer.status != 200:
-        return None
-    return parse(answer.url, answer.content_type, answer.content)
+    def _listing(self, answer: Answer | None) -> dict[str, IndexedFile] | None:
+        """The files a page lists: none for a project the index does not know (404), None
+        when there is no usable page."""
+        if answer is None:
+            return None
+        if answer.status == 404:
+            return {}
+        if answer.status != 200:
+            return None
+        return parse(answer.url, answer.content_type, answer.content, debug=self._reporter.debug)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -57,24 +58,64 @@ def version_in_tag(ref: str, project: str) -> Version | None:
     """
     if not ref.startswith(TAG_PREFIX):
         return None
-    named = _split_tag(ref[len(TAG_PREFIX) :], [project])
-    return _version_of(named[1] if named else ref[len(TAG_PREFIX) :])
+    _, rest = _readings(ref[len(TAG_PREFIX) :], [project])[0]
+    return _version_of(rest)
 
 
-def _split_tag(tag: str, projects: Sequence[str]) -> tuple[str, str] | None:
-    """(project, rest) when the tag starts with one of `projects` and a separator; the
-    longest name wins, so `lib-plugin-v2` names `lib-plugin`, not `lib`."""
+def _readings(tag: str, projects: Sequence[str]) -> list[tuple[str | None, str]]:
+    """Every way to read the tag, as (project, rest): one per project whose name and a
+    separator start it, the longest name first, then the whole tag, naming no project.
+
+    A dot is a separator too, so `v2.0` reads as project `v2` and `0`, or as no project and
+    `v2.0`. A reading is dropped when a longer project's name ends before its version
+    begins: `lib-plugin-v2` names `lib-plugin`, never `lib` with the prefix `plugin-v`, and
+    `lib-v2` names `lib`, never no project.
+    """
     wanted = {canonicalize_name(p): p for p in projects}
-    found = None
-    for separator in _SEPARATORS.finditer(tag):
-        prefix = canonicalize_name(tag[: separator.start()])
-        if prefix in wanted:
-            found = (wanted[prefix], tag[separator.end() :])
-    return found
+    # (project, where its name ends, where the rest begins); the whole tag names none.
+    candidates: list[tuple[str | None, int, int]] = [
+        (wanted[prefix], separator.start(), separator.end())
+        for separator in _SEPARATORS.finditer(tag)
+        if (prefix := canonicalize_name(tag[: separator.start()])) in wanted
+    ]
+    ends = [end for _, end, _ in candidates]
+    candidates = [*reversed(candidates), (None, 0, 0)]
+    readings: list[tuple[str | None, str]] = []
+    for project, end, start in candidates:
+        rest = tag[start:]
+        digits = start + len(rest) - len(_LEADING_NON_DIGITS.sub("", rest, count=1))
+        if not any(end < other < digits for other in ends):
+            readings.append((project, rest))
+    return readings
 
 
 def _version_of(text: str) -> Version | None:
     return parse_version(_LEADING_NON_DIGITS.sub("", text, count=1))
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """One reading of the tag, and what it says of the run's releases."""
+
+    named: str | None
+    tagged: Version | None
+    number: str
+    """The rest without its leading non-digits: what had to parse as the version."""
+    checked: list[tuple[str, str]]
+    differ: list[tuple[str, str]]
+
+    @classmethod
+    def of(cls, named: str | None, rest: str, releases: Sequence[tuple[str, str]]) -> _Reading:
+        checked = [r for r in releases if named and r[0] == named] or list(releases)
+        tagged = _version_of(rest)
+        # A version that is not PEP 440: the distribution checks or the index will say so.
+        differ = [(n, v) for n, v in checked if (p := parse_version(v)) is not None and p != tagged]
+        return cls(named, tagged, _LEADING_NON_DIGITS.sub("", rest, count=1), checked, differ)
+
+    def describe(self, *, single: bool) -> str:
+        if self.named and not single:
+            return f"{self.named} {self.tagged}"
+        return f"version {self.tagged}" if single else f"every release at version {self.tagged}"
 
 
 def check_tag(
@@ -83,25 +124,29 @@ def check_tag(
     *,
     debug: Callable[[str], None] = _ignore,
 ) -> None:
-    """Raise ``VersionTagMismatch`` if the tag `ref` names another version than the run's.
+    """Raise ``VersionTagMismatch`` if no reading of the tag `ref` names the run's version.
 
     `ref` is `GITHUB_REF`; `releases` are the run's (project, version) pairs. A tag that
     names a project (`<project>-v1.2`, `<project>/v1.2`, `<project>@1.2`) is checked against
     that project's version; a tag that names none must name the version of every release
-    (projects released in lockstep). Not a tag: nothing to check. A tag with no version in
-    it (such as `nightly`): one debug line, no check. The caller skips this under
-    `verify-tag: false`.
+    (projects released in lockstep). A tag may be read several ways (`lib-2.0` as `lib`
+    2.0, as `lib-2` 0, or as no project and 2.0): it passes when any reading matches. Not a
+    tag: nothing to check. A tag with no version in it (such as `nightly`): one debug line,
+    no check. The caller skips this under `verify-tag: false`.
     """
     if not ref.startswith(TAG_PREFIX) or not releases:
         return
     tag = ref[len(TAG_PREFIX) :]
-    named = _split_tag(tag, [name for name, _ in releases])
-    checked = [r for r in releases if named and r[0] == named[0]] or list(releases)
-    tagged = _version_of(named[1] if named else tag)
-    listed = ", ".join(f"{name} {version}" for name, version in checked)
-    if tagged is None:
-        number = _LEADING_NON_DIGITS.sub("", named[1] if named else tag, count=1)
-        if _DIGITS_AND_DOTS.fullmatch(number):
+    readings = [
+        _Reading.of(named, rest, releases)
+        for named, rest in _readings(tag, [name for name, _ in releases])
+    ]
+    versioned = [r for r in readings if r.tagged is not None]
+    if any(not r.differ for r in versioned):
+        return
+    if not versioned:
+        listed = ", ".join(f"{name} {version}" for name, version in readings[0].checked)
+        if any(_DIGITS_AND_DOTS.fullmatch(r.number) for r in readings):
             # Made of a version's characters, yet too long to be one: a guard that cannot
             # compare must not pass the release.
             raise VersionTagMismatch(
@@ -112,15 +157,20 @@ def check_tag(
             )
         debug(f"The tag {md_code(tag)} holds no version; not comparing it with {listed}.")
         return
-    # A version that is not PEP 440: the distribution checks or the index will say so.
-    differ = [(n, v) for n, v in checked if (p := parse_version(v)) is not None and p != tagged]
-    if not differ:
-        return
-    if len(releases) == 1:
+    first, *others = versioned
+    single = len(releases) == 1
+    also = {
+        r.describe(single=single)
+        for r in others
+        if r.describe(single=single) != first.describe(single=single)
+    }
+    besides = f" (read another way: {', '.join(sorted(also))}; none matches)" if also else ""
+    tagged = first.tagged
+    if single:
         ((project, version),) = releases
         raise VersionTagMismatch(
-            f"This run is for the tag {md_code(tag)}, which names version {tagged}, but the "
-            f"distributions are {project} {version}.",
+            f"This run is for the tag {md_code(tag)}, which names version {tagged}"
+            f"{besides}, but the distributions are {project} {version}.",
             fix=f"Set the version to {tagged} and build again, or tag the commit whose version "
             f"is {version} (`v{version}`). Most often the tag was pushed before the version "
             "was bumped, or the build used a stale `dist/` folder: build in the same workflow "
@@ -129,12 +179,13 @@ def check_tag(
         )
     every = ", ".join(md_code(f"{name} {version}") for name, version in releases)
     named_here = (
-        f"which names {named[0]} {tagged}"
-        if named
+        f"which names {first.named} {tagged}"
+        if first.named
         else f"which names no project, so every release must be version {tagged}"
     )
     raise VersionTagMismatch(
-        f"This run is for the tag {md_code(tag)}, {named_here}; the run publishes {every}.",
+        f"This run is for the tag {md_code(tag)}, {named_here}{besides}; the run publishes "
+        f"{every}.",
         fix="Tag each project's release with its name (`<project>-v<version>`, "
         "`<project>/v<version>` or `<project>@<version>`) and publish it in that tag's run, "
         "or give every project the tagged version; if the tag is not meant to name the "

@@ -56,12 +56,14 @@ class Release:
         return f"{self.name} {self.version}"
 
     def holds(self, result: FileResult) -> bool:
-        from packaging.utils import canonicalize_name
+        """Whether the file is one of this release's, as PyPI files releases: by normalised
+        name and canonical version (`1.0` and `1.0.0` are one release)."""
+        from packaging.utils import canonicalize_name, canonicalize_version
 
         dist = result.dist
-        return dist.version == self.version and canonicalize_name(dist.name) == canonicalize_name(
-            self.name
-        )
+        return canonicalize_version(dist.version) == canonicalize_version(
+            self.version
+        ) and canonicalize_name(dist.name) == canonicalize_name(self.name)
 
 
 @dataclass
@@ -226,6 +228,35 @@ class Reporter:
                 self._console.annotate(diagnostic)
 
 
+@contextlib.contextmanager
+def advisory(reporter: Reporter, step: str) -> Iterator[None]:
+    """Runs a step that comes after the uploads (`step` names it): whatever ends it is one
+    warning, and the run's verdict and exit code stay the uploads'. Only a cancellation goes
+    on, to end the run as cancelled."""
+    try:
+        yield
+    except Cancelled:
+        raise
+    except Exception as error:
+        if isinstance(error, ActionError):
+            said, fix = error.message, error.fix
+        else:
+            import traceback
+
+            reporter.log(traceback.format_exc())
+            said = md_code(f"{type(error).__name__}: {error}") + "."
+            fix = "If it happens again, please report it with the log attached."
+        reporter.add(
+            Diagnostic(
+                Level.WARNING,
+                f"{step} did not finish",
+                f"{step} stopped after the uploads: {said} The uploads' result stands: the "
+                "step summary lists the files on the index.",
+                fix=fix,
+            )
+        )
+
+
 def _attempt(write: Callable[[], None]) -> str:
     """Runs `write`; what went wrong, or "" when nothing did."""
     try:
@@ -328,15 +359,18 @@ def _table(results: Sequence[FileResult], index: str) -> list[str]:
 
 
 def release_state(results: Sequence[FileResult], *, dry_run: bool) -> str:
-    """Whether a release is on the index whole: what a re-run has left to do."""
+    """Whether a release is on the index whole: what a re-run has left to do. A file whose
+    upload was under way when the run stopped may be there: it is named."""
     on_index = sum(r.outcome.on_index for r in results)
+    flying = ", ".join(md_code(r.dist.filename) for r in results if r.outcome is Outcome.IN_FLIGHT)
     if dry_run:
         return "rehearsed"
     if results and on_index == len(results):
         return "complete"
     if on_index == 0:
-        return "untouched"
-    return f"partial: {on_index} of {len(results)} files on the index"
+        return f"perhaps partial: {flying} may be on the index" if flying else "untouched"
+    partial = f"partial: {on_index} of {len(results)} files on the index"
+    return f"{partial}, and {flying} may be" if flying else partial
 
 
 def _release_line(release: Release, results: Sequence[FileResult], dry_run: bool) -> str:

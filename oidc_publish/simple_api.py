@@ -2,12 +2,14 @@
 
 Pure parsing: pages are fetched by `index.IndexClient`. Only https:// file URLs are kept,
 because they reach links in the summary and the `files` output. A page that is malformed
-parses to None: "the index won't say", never an error of the action.
+parses to None: "the index won't say", never an error of the action; a file whose URL does
+not parse (`https://[x/f.whl`) is left out of the listing, with one debug line.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +39,8 @@ class ProjectPage:
     # PEP 792: "active" when the index names none; lower-cased, unknown values kept as given.
     status: str = ACTIVE
     status_reason: str | None = None
+    exists: bool = True
+    """False when the index answered 404: it has no project of that name."""
 
 
 def _anchors(html: str) -> list[tuple[str, str]]:
@@ -72,17 +76,42 @@ def _https(url: str) -> str:
     return url if url.startswith("https://") else ""
 
 
-def parse(page_url: str, content_type: str, body: bytes) -> dict[str, IndexedFile] | None:
+def _ignore(_: str) -> None:
+    pass
+
+
+def _joined(page_url: str, href: str) -> tuple[str, str] | None:
+    """(URL, fragment) of a link on the page; None when it does not parse as a URL."""
+    try:
+        return urldefrag(urljoin(page_url, href))
+    except ValueError:  # a host with brackets that are no IPv6 address
+        return None
+
+
+def _left_out(page_url: str, count: int, debug: Callable[[str], None]) -> None:
+    if count:
+        debug(f"{page_url}: left out {count} file(s) whose URL does not parse")
+
+
+def parse(
+    page_url: str, content_type: str, body: bytes, *, debug: Callable[[str], None] = _ignore
+) -> dict[str, IndexedFile] | None:
     """The files a project page lists, from JSON or HTML; None for a page that is not one."""
     if "json" in content_type:
-        page = parse_project_page(page_url, body)
+        page = parse_project_page(page_url, body, debug=debug)
         return page.files if page is not None else None
     files: dict[str, IndexedFile] = {}
+    unparsable = 0
     for href, text in _anchors(body.decode("utf-8", errors="replace")):
-        url, fragment = urldefrag(urljoin(page_url, href))
+        joined = _joined(page_url, href)
+        if joined is None:
+            unparsable += 1
+            continue
+        url, fragment = joined
         name = text or url.rsplit("/", 1)[-1]
         algorithm, _, digest = fragment.partition("=")
         files[name] = IndexedFile(_https(url), digest if algorithm == "sha256" else None)
+    _left_out(page_url, unparsable, debug)
     return files
 
 
@@ -97,7 +126,9 @@ def upload_time(value: object) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
-def parse_project_page(page_url: str, body: bytes) -> ProjectPage | None:
+def parse_project_page(
+    page_url: str, body: bytes, *, debug: Callable[[str], None] = _ignore
+) -> ProjectPage | None:
     """The page in PEP 691 JSON, or None if it is not a well-formed version 1 page."""
     try:
         document = json.loads(body)
@@ -110,23 +141,30 @@ def parse_project_page(page_url: str, body: bytes) -> ProjectPage | None:
     api_version = meta.get("api-version")
     if isinstance(api_version, str) and api_version.split(".", 1)[0] != "1":
         return None
-    files = _json_files(page_url, document.get("files", []))
+    files = _json_files(page_url, document.get("files", []), debug)
     if files is None:
         return None
     status, reason = _project_status(document, meta)
     return ProjectPage(files, status, reason)
 
 
-def _json_files(page_url: str, entries: object) -> dict[str, IndexedFile] | None:
+def _json_files(
+    page_url: str, entries: object, debug: Callable[[str], None]
+) -> dict[str, IndexedFile] | None:
     if not isinstance(entries, list):
         return None
     files: dict[str, IndexedFile] = {}
+    unparsable = 0
     for entry in entries:
         if not isinstance(entry, dict):
             return None
         name, url = entry.get("filename"), entry.get("url")
         if not isinstance(name, str) or not isinstance(url, str):
             return None
+        joined = _joined(page_url, url)
+        if joined is None:
+            unparsable += 1
+            continue
         hashes = entry.get("hashes")
         sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
         files[name] = IndexedFile(
@@ -134,6 +172,7 @@ def _json_files(page_url: str, entries: object) -> dict[str, IndexedFile] | None
             sha256 if isinstance(sha256, str) else None,
             upload_time(entry.get("upload-time")),
         )
+    _left_out(page_url, unparsable, debug)
     return files
 
 

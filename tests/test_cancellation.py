@@ -80,6 +80,34 @@ def test_a_cancelled_job_ends_at_once_and_its_summary_says_what_is_on_the_index(
     assert "Traceback" not in result.stdout + result.stderr
 
 
+def test_a_cancellation_while_storing_in_github_ends_the_run_as_cancelled(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    wheel, sdist = make_release(workspace)
+    index.faults("github-attestations", Fault.hold())
+    sent: list[float] = []
+
+    def meanwhile(process: subprocess.Popen[str]) -> None:
+        index.wait_for(held("github-attestations"))
+        sent.append(time.monotonic())
+        process.send_signal(signal.SIGTERM)
+
+    result = run({"github-attestations": "true"}, sigstore=True, meanwhile=meanwhile)
+
+    assert time.monotonic() - sent[0] < PROMPTLY
+    assert result.returncode == 143, result.stdout + result.stderr
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "The run was cancelled"
+    assert "(SIGTERM) once every file was on the index" in error.message
+    assert not [a for a in result.annotations if a.level == "warning"]
+    assert results(result.summary) == {wheel.name: "uploaded", sdist.name: "uploaded"}
+    assert files_output(result) == [wheel.name, sdist.name]
+    assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
+    # The store stopped: the sdist's attestation was never sent.
+    assert index.count("github-attestations") == 1
+    assert index.github.stored == []
+
+
 @pytest.fixture
 def as_pid_1(tmp_path: Path) -> str:
     """An interpreter that runs its script as PID 1 of a PID namespace of its own, as

@@ -173,6 +173,36 @@ def test_waiting_until_installable_waits_for_every_project(
     assert "Installable from the index" in run.summary.read_text()
 
 
+def test_a_project_created_at_the_mint_keeps_the_dependency_order(
+    index: LocalIndex, workspace: Path
+) -> None:
+    dist = workspace / "dist"
+    core = make_wheel(dist, "core", "2.0.0")
+    plugin = make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides={"Requires-Dist": "core"})
+    index.projects.add("core")
+    # Both pages are read while the mint is held: the plugin's answers 404. Then the mint
+    # creates the plugin's project, as a pending publisher's does, and answers (a retry).
+    index.faults("mint", Fault.hold())
+
+    def pending_publisher_mints() -> None:
+        index.wait_for(
+            lambda log: held("mint")(log) and sum(e.endpoint == "simple" for e in log) >= 2
+        )
+        index.projects.add("a-plugin")
+        index.release_held()
+
+    threading.Thread(target=pending_publisher_mints, daemon=True).start()
+    run = Run(index, workspace, env={"GITHUB_REF": "refs/heads/main"})
+    world = World(identity=identity(index).identity, sleep=lambda _: None, run_deadline=None)
+
+    assert run(world, attestations="false") == 0, run.stdout.getvalue()
+
+    assert set(index.files()) == {core.name, plugin.name}
+    log = run.stdout.getvalue()
+    assert log.index(f"{core.name}: uploaded") < log.index(f"{plugin.name}: uploaded")
+    assert "/simple/a-plugin/" in [r.path for r in index.simple_requests[2:]]
+
+
 SIGNALS = pytest.mark.parametrize(
     "signum", [signal.SIGINT, signal.SIGTERM], ids=lambda signum: signal.Signals(signum).name
 )

@@ -14,7 +14,7 @@ import struct
 import tarfile
 import tracemalloc
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -463,6 +463,63 @@ def test_releases_that_require_nothing_of_each_other_go_by_name(workspace: Path)
     assert [r.label for r in releases(paths, workspace)] == ["a-sdk 3.1", "b-sdk 1.0"]
 
 
+def test_a_dependency_under_an_extra_is_no_ordering_edge(workspace: Path) -> None:
+    dist = workspace / "dist"
+    optional = {"Requires-Dist": 'a-plugin[fast]>=0.3; extra == "plugins"'}
+    paths = [
+        make_wheel(dist, "core", "2.0.0", metadata_overrides=optional),
+        make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides={"Requires-Dist": "core>=2"}),
+    ]
+
+    assert [r.label for r in releases(paths, workspace)] == ["core 2.0.0", "a-plugin 0.3.0"]
+
+
+def test_a_cycle_is_broken_inside_its_group_and_the_rest_keeps_its_order(
+    workspace: Path,
+) -> None:
+    dist = workspace / "dist"
+
+    def wheel(name: str, *requires: str) -> Path:
+        overrides = {"Requires-Dist": requires[0]} if requires else None
+        return make_wheel(dist, name, "1.0", metadata_overrides=overrides)
+
+    # a-x and b-y require each other; each other release requires one outside its own name
+    # order.
+    paths = [
+        wheel("aa-app", "a-x"),
+        wheel("a-x", "b-y"),
+        wheel("b-y", "a-x>=1"),
+        wheel("a-user", "zz-lib"),
+        wheel("zz-lib"),
+    ]
+
+    assert [r.name for r in releases(paths, workspace)] == [
+        "a-x",
+        "b-y",
+        "zz-lib",
+        "a-user",
+        "aa-app",
+    ]
+
+
+def test_projects_the_index_does_not_have_go_first_each_group_in_its_order(
+    workspace: Path,
+) -> None:
+    dist = workspace / "dist"
+    paths = [
+        make_wheel(dist, "core", "1.0"),
+        make_wheel(dist, "b-plugin", "1.0", metadata_overrides={"Requires-Dist": "core"}),
+        make_wheel(dist, "new-lib", "1.0"),
+        make_wheel(dist, "a-new-plugin", "1.0", metadata_overrides={"Requires-Dist": "new-lib"}),
+    ]
+    grouped = releases(paths, workspace)
+    assert [r.name for r in grouped] == ["core", "new-lib", "a-new-plugin", "b-plugin"]
+
+    ordered = dists.new_projects_first(grouped, {"new-lib", "a-new-plugin"})
+
+    assert [r.name for r in ordered] == ["new-lib", "a-new-plugin", "core", "b-plugin"]
+
+
 def test_one_sdist_per_release_is_fine_and_two_in_one_release_name_that_release(
     workspace: Path,
 ) -> None:
@@ -504,3 +561,73 @@ def test_a_name_with_a_version_of_thousands_of_digits_is_no_release_and_no_crash
     assert dists.release_of(name) is None
     assert dists.named_releases([Path(name)]) == []
     assert dists.parse_version("9" * 5000) is None
+
+
+# --- entries that are not files -------------------------------------------------------------
+
+
+def fifo(entry: Path) -> None:
+    os.mkfifo(entry)
+
+
+def device(entry: Path) -> None:
+    entry.symlink_to("/dev/null")
+
+
+def dangling(entry: Path) -> None:
+    entry.symlink_to(entry.parent / "gone.whl")
+
+
+def looping(entry: Path) -> None:
+    entry.symlink_to(entry)
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (fifo, "a named pipe (FIFO)"),
+        (device, "a device"),
+        (dangling, "a link whose target does not exist"),
+        (looping, "a link that leads back to itself (a loop)"),
+    ],
+    ids=["fifo", "device", "dangling-link", "looping-link"],
+)
+@pytest.mark.parametrize("name", ["extra-1.0.0-py3-none-any.whl", "extra-1.0.0.tar.gz"])
+def test_an_entry_named_as_a_distribution_that_is_no_file_is_refused_by_name(
+    workspace: Path, make: Callable[[Path], None], what: str, name: str
+) -> None:
+    make_release(workspace)
+    make(workspace / "dist" / name)
+
+    with pytest.raises(DistributionsRejected) as rejected:
+        dists.locate(workspace / "dist", workspace, reporter(workspace))
+
+    [problem] = rejected.value.problems
+    assert problem.title == "Not a file"
+    assert problem.file == f"dist/{name}"
+    assert f"`dist/{name}` is {what}" in problem.message
+    assert "Remove it" in problem.fix
+
+
+def test_a_packages_dir_that_is_a_looping_link_is_named_not_an_internal_error(
+    workspace: Path,
+) -> None:
+    (workspace / "loop").symlink_to(workspace / "loop")
+
+    with pytest.raises(NoDistributions) as refused:
+        dists.locate(workspace / "loop", workspace, reporter(workspace))
+
+    assert refused.value.message == (
+        "`packages-dir` `loop` is a link that leads back to itself (a loop)."
+    )
+
+
+def test_versions_equal_as_pypi_compares_them_are_one_release(workspace: Path) -> None:
+    dist = workspace / "dist"
+    paths = [make_wheel(dist, "sample-project", "1.0"), make_sdist(dist, "sample-project", "1.0.0")]
+
+    [release] = releases(paths, workspace)
+
+    assert release.label == "sample-project 1.0"
+    assert [d.filename for d in release.files] == [paths[0].name, paths[1].name]
+    assert dists.named_releases(paths) == [("sample-project", "1.0")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import signal
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,7 +24,9 @@ from tests.localindex.github_api import NotVerified, gh_attestation_verify
 from tests.localindex.runner import Annotation, parse_commands, parse_outputs
 from tests.localindex.server import Fault, LocalIndex
 from tests.localindex.sigstore import PUBLISH_V1, SLSA_PROVENANCE_V1
+from tests.summary import results as rows_results
 from tests.summary import rows
+from tests.test_cli import SIGNALS, cancel_when, held, settle
 
 STORE = "github-attestations"
 REPOSITORY_URL = f"https://github.com/{identity.REPOSITORY}"
@@ -362,3 +365,72 @@ def test_a_dry_run_says_what_it_would_store_and_asks_github_nothing(release: Rel
     assert f"`{identity.REPOSITORY}`" in notice.message
     assert release.index.count(STORE) == release.index.count("fulcio") == 0
     assert release.index.files() == {}
+
+
+@SIGNALS
+def test_a_cancellation_while_storing_stops_the_store_and_ends_the_run_as_cancelled(
+    release: Release, signum: int
+) -> None:
+    wheel, sdist = release.files
+    release.index.faults(STORE, Fault.hold())
+    cancel_when(release.index, signum, held(STORE))
+    before = set(threading.enumerate())
+
+    code = release()
+
+    assert code == 128 + signum, release.stdout.getvalue()
+    assert release.index.files() == {f.name: sha256(f) for f in release.files}
+    [error] = [a for a in release.annotations if a.level == "error"]
+    assert error.title == "The run was cancelled"
+    assert "once every file was on the index" in error.message
+    assert not [a for a in release.annotations if a.level == "warning"]
+    assert rows_results(release.summary) == {wheel.name: "uploaded", sdist.name: "uploaded"}
+    assert release.github_urls() == {wheel.name: "", sdist.name: ""}
+    settle(release.index, before)
+    # The sdist's attestation was never sent: the cancellation stopped the store.
+    assert release.index.count(STORE) == 1
+
+
+@pytest.mark.parametrize(
+    "api",
+    [
+        "https://[::1",
+        "https://a]b",
+        "{url}#",
+        "{url}/?",
+        " {url}",
+        "{url}/#/",
+        "https://127.0.0.1:99999",
+    ],
+)
+def test_a_malformed_github_api_url_is_one_warning_and_no_request(
+    release: Release, api: str
+) -> None:
+    release(env={"GITHUB_API_URL": api.format(url=release.index.url)})
+
+    assert release.published_whole(), release.stdout.getvalue()
+    warning = release.only("warning")
+    assert warning.title == "Attestations not stored in GitHub"
+    assert "GITHUB_API_URL is" in warning.message
+    assert release.index.count(STORE) == 0
+    assert release.index.count("other") == 0
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_a_rate_limit_reset_too_large_to_be_a_time_is_the_usual_capped_wait(
+    release: Release, digits: int
+) -> None:
+    limited = Fault.status(
+        403,
+        body=json.dumps({"message": "API rate limit exceeded for installation."}),
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "9" * digits},
+        content_type="application/json",
+    )
+    release.index.faults(STORE, limited)
+
+    release()
+
+    assert release.published_whole(), release.stdout.getvalue()
+    assert release.time.sleeps == [30.0]
+    assert all(release.github_urls().values())
+    assert not [a for a in release.annotations if a.level == "warning"]

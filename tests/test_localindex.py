@@ -28,6 +28,13 @@ NOT_FOUND = (
     "valid token, but no corresponding publisher (Publisher with matching claims was not found)"
 )
 STATIC_TOKEN = "pypi-static-token-for-tests"
+# Warehouse's words (forklift/legacy.py), whatever publisher minted the token.
+NEW_PROJECT = (
+    "Non-user identities cannot create new projects. This was probably caused by successfully "
+    "using a pending publisher but specifying the project name incorrectly (either in the "
+    "publisher or in your project's metadata). Please ensure that both match. See: "
+    "https://docs.pypi.org/trusted-publishers/troubleshooting/"
+)
 
 
 def mint(index: LocalIndex, token: str, path: str = "/_/oidc/mint-token") -> httpx.Response:
@@ -202,6 +209,7 @@ def test_upload_credentials_are_checked_as_pypi_checks_them(
     wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
     index.api_tokens.add(STATIC_TOKEN)
     index.publishers = [dataclasses.replace(default_publisher(), projects={"other-project"})]
+    index.projects.add("sample-project")
 
     assert twine_upload(index, wheel, STATIC_TOKEN, username="alice").reason == (
         "Username/Password authentication is no longer supported. Migrate to API Tokens or "
@@ -219,6 +227,49 @@ def test_upload_credentials_are_checked_as_pypi_checks_them(
     assert index.files() == {}
     assert twine_upload(index, wheel, STATIC_TOKEN).status_code == 200
     assert index.count("upload", 403) == 3
+
+
+def test_projects_exist_as_warehouse_knows_them(index: LocalIndex, tmp_path: Path) -> None:
+    index.publishers = [dataclasses.replace(default_publisher(), projects={"Named_Project"})]
+    index.projects.add("declared-project")
+    index.add_file(make_wheel(tmp_path, "stored-project", "1.0"))
+
+    with https_client(index) as client:
+
+        def page(project: str) -> httpx.Response:
+            accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+            return client.get(f"{index.simple_url}{project}/", headers=accept)
+
+        for known in ("named-project", "declared-project"):
+            answer = page(known)
+            assert answer.status_code == 200, known
+            assert answer.json()["files"] == []
+        assert len(page("stored-project").json()["files"]) == 1
+        assert page("unknown-project").status_code == 404
+        names = client.get(
+            index.simple_url, headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
+        assert [p["name"] for p in names.json()["projects"]] == [
+            "declared-project",
+            "named-project",
+            "stored-project",
+        ]
+
+
+def test_a_publishers_token_uploading_to_a_project_that_does_not_exist_gets_warehouses_400(
+    index: LocalIndex, tmp_path: Path
+) -> None:
+    index.publishers = [dataclasses.replace(default_publisher(), projects={"other-project"})]
+    index.api_tokens.add(STATIC_TOKEN)
+    wheel = make_wheel(tmp_path, "sample-project", "1.0.0")
+
+    refused = twine_upload(index, wheel, mint_token(index))
+
+    assert (refused.status_code, refused.reason) == (400, NEW_PROJECT)
+    assert index.files() == {}
+    # A user's API token creates the project.
+    assert twine_upload(index, wheel, STATIC_TOKEN).status_code == 200
+    assert set(index.files()) == {wheel.name}
 
 
 def test_token_expiry_is_judged_once_the_whole_body_has_arrived(

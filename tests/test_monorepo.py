@@ -4,18 +4,25 @@ exchange, each release whole or not at all."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 from tests.conftest import Run, pip_install
+from tests.localindex import identity
 from tests.localindex.dists import make_sdist, make_wheel, sha256
+from tests.localindex.github_api import gh_attestation_verify
 from tests.localindex.oidc import default_publisher
-from tests.localindex.server import LocalIndex
+from tests.localindex.server import Fault, LocalIndex
+from tests.localindex.sigstore import PUBLISH_V1
 from tests.summary import releases, results
+from tests.test_cli import held
 
 NEEDS_CORE = {"Requires-Dist": "core>=2"}
 # A push to a branch: no tag to compare the versions with.
 BRANCH = {"GITHUB_REF": "refs/heads/main"}
+UNSTORED = "Not stored in GitHub: files the index did not take"
 
 
 def monorepo(workspace: Path) -> dict[str, list[Path]]:
@@ -74,6 +81,7 @@ def test_a_project_without_the_publisher_is_refused_by_name_and_the_other_stays_
 ) -> None:
     built = monorepo(workspace)
     index.publishers = [replace(default_publisher(), projects={"core"})]
+    index.projects.add("a-plugin")
 
     result = run(env=BRANCH)
 
@@ -110,3 +118,136 @@ def test_a_stale_second_version_is_refused_before_any_upload(
     assert error.title == "Several versions of one project"
     assert stale.name in error.message
     assert "`2.0.0`: `core-2.0.0-py3-none-any.whl`, `core-2.0.0.tar.gz`" in error.message
+
+
+def test_a_wheel_at_1_0_and_an_sdist_at_1_0_0_are_one_release_as_pypi_files_them(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    dist = workspace / "dist"
+    wheel, sdist = make_wheel(dist, "core", "2.0"), make_sdist(dist, "core", "2.0.0")
+    plugin = make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides=NEEDS_CORE)
+
+    result = run(env={"GITHUB_REF": "refs/tags/core-v2.0.0"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert index.files() == {p.name: sha256(p) for p in (wheel, sdist, plugin)}
+    assert releases(result.summary) == {"core 2.0": "complete", "a-plugin 0.3.0": "complete"}
+    assert results(result.summary) == {
+        wheel.name: "uploaded",
+        sdist.name: "uploaded",
+        plugin.name: "uploaded",
+    }
+    assert [r["version"] for r in json.loads(result.outputs["releases"])] == ["2.0", "0.3.0"]
+
+
+def test_a_tag_that_reads_as_one_projects_version_publishes_though_another_name_fits_too(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    dist = workspace / "dist"
+    built = [make_wheel(dist, "lib", "2.0.0"), make_wheel(dist, "lib-2", "0.5.0")]
+
+    # `lib` 2.0, or `lib-2` and `0`: the first reading is this run's.
+    result = run({"attestations": "false"}, env={"GITHUB_REF": "refs/tags/lib-2.0"})
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert index.files() == {p.name: sha256(p) for p in built}
+
+
+def test_an_optional_dependency_back_on_the_plugin_keeps_the_library_first(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    dist = workspace / "dist"
+    optional = {"Requires-Dist": 'a-plugin; extra == "plugins"'}
+    core = make_wheel(dist, "core", "2.0.0", metadata_overrides=optional)
+    plugin = make_wheel(dist, "a-plugin", "0.3.0", metadata_overrides=NEEDS_CORE)
+    # The library is refused: the plugin, which needs it, must not be on the index alone.
+    index.publishers = [replace(default_publisher(), projects={"a-plugin"})]
+    index.projects.add("core")
+
+    result = run({"attestations": "false"}, env=BRANCH)
+
+    assert result.returncode == 1
+    assert index.files() == {}
+    assert results(result.summary) == {core.name: "failed", plugin.name: "not uploaded"}
+    assert releases(result.summary) == {"core 2.0.0": "untouched", "a-plugin 0.3.0": "untouched"}
+
+
+def test_a_release_cancelled_with_a_file_in_flight_is_perhaps_partial_naming_it(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    built = monorepo(workspace)
+    core_wheel = built["core"][0]
+    index.faults("upload", Fault.hold())
+
+    def cancel(process: subprocess.Popen[str]) -> None:
+        index.wait_for(held("upload"))
+        process.send_signal(signal.SIGTERM)
+
+    result = run({"attestations": "false"}, env=BRANCH, meanwhile=cancel)
+
+    assert result.returncode == 143, result.stdout + result.stderr
+    assert releases(result.summary) == {
+        "core 2.0.0": f"perhaps partial: `{core_wheel.name}` may be on the index",
+        "a-plugin 0.3.0": "untouched",
+    }
+
+
+def test_a_refused_release_leaves_the_complete_ones_attested_in_github_and_says_what_is_not(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    built = monorepo(workspace)
+    index.publishers = [replace(default_publisher(), projects={"core"})]
+    index.projects.add("a-plugin")
+
+    result = run({"github-attestations": "true"}, env=BRANCH, sigstore=True)
+
+    assert result.returncode == 1
+    assert index.files() == {p.name: sha256(p) for p in built["core"]}
+    assert releases(result.summary) == {"core 2.0.0": "complete", "a-plugin 0.3.0": "untouched"}
+    stored = index.github.stored
+    assert len(stored) == 2
+    for bundle, dist in zip(stored, built["core"], strict=True):
+        gh_attestation_verify(
+            bundle.bundle,
+            trust_config=index.sigstore_trust_config,
+            repository=identity.REPOSITORY,
+            predicate_type=PUBLISH_V1,
+            sha256=sha256(dist),
+        )
+    base = f"https://github.com/{identity.REPOSITORY}/attestations"
+    assert {f["name"]: f["github-attestation"] for f in json.loads(result.outputs["files"])} == {
+        dist.name: f"{base}/{s.id}" for dist, s in zip(built["core"], stored, strict=True)
+    }
+    [notice] = [a for a in result.annotations if a.title == UNSTORED]
+    plugin_files = ", ".join(f"`{p.name}`" for p in built["a-plugin"])
+    assert f"not those of {plugin_files}, which are not on the index" in notice.message
+    assert not [a for a in result.annotations if a.level == "warning"]
+
+
+def test_a_project_the_index_does_not_have_goes_first_and_is_diagnosed_as_missing(
+    index: LocalIndex, workspace: Path, run: Run
+) -> None:
+    built = monorepo(workspace)
+    # The publisher is on core; the plugin is new, and PyPI has no project of that name.
+    index.publishers = [replace(default_publisher(), projects={"core"})]
+
+    result = run({"attestations": "false"}, env=BRANCH)
+
+    assert result.returncode == 1
+    # The plugin went first: refused, it left nothing of the run on the index.
+    assert index.files() == {}
+    assert releases(result.summary) == {"a-plugin 0.3.0": "untouched", "core 2.0.0": "untouched"}
+    assert results(result.summary) == {
+        built["a-plugin"][0].name: "failed",
+        built["a-plugin"][1].name: "not uploaded",
+        built["core"][0].name: "not uploaded",
+        built["core"][1].name: "not uploaded",
+    }
+    [error] = [a for a in result.annotations if a.level == "error"]
+    assert error.title == "a-plugin does not exist on 127.0.0.1"
+    assert error.file == f"dist/{built['a-plugin'][0].name}"
+    assert "HTTP 400 `Non-user identities cannot create new projects." in error.message
+    assert "only through a pending publisher" in error.message
+    assert "Add a pending publisher for the project `a-plugin`" in error.message
+    assert "one project per run" in error.message
+    assert "as PyPI normalises it" in error.message

@@ -47,13 +47,7 @@ def scoped_token_reason() -> str:
         (400, FILE_TOO_LARGE, "File too large", "limit-request-file"),
         (400, PROJECT_TOO_LARGE, "Project too large", "project size increase"),
         (400, pypi.RELEASE_TOO_OLD, "Release too old for new files", "new version"),
-        (
-            403,
-            "Non-user identities cannot create new projects. This was probably caused by "
-            "successfully using a pending publisher but specifying the project name incorrectly",
-            "Project does not exist yet",
-            "pending publisher",
-        ),
+        (400, pypi.NEW_PROJECT, "Project does not exist on the index", "pending publisher"),
         (
             403,
             "Read-only mode: Uploads are temporarily disabled.",
@@ -117,6 +111,31 @@ def test_a_minted_token_refused_for_a_project_names_it_and_where_to_add_the_publ
     ) in diagnostic.fix
     assert "pending publisher at https://pypi.org/manage/account/publishing/" in diagnostic.fix
     assert "one run at a time" in diagnostic.fix
+
+
+def test_a_project_pypi_does_not_have_is_diagnosed_as_missing_not_as_a_misnamed_publisher() -> None:
+    error = upload_refusal(
+        Index(PYPI_UPLOAD),
+        "my_plugin-1.0-py3-none-any.whl",
+        "dist/my_plugin-1.0-py3-none-any.whl",
+        400,
+        pypi.NEW_PROJECT,
+        project="My_Plugin",
+    )
+
+    [diagnostic] = error.diagnostics()
+    assert diagnostic.title == "My_Plugin does not exist on PyPI"
+    assert "HTTP 400 `Non-user identities cannot create new projects." in diagnostic.message
+    assert "PyPI has no project `my-plugin`" in diagnostic.fix
+    assert "a trusted publisher can create a project only through a pending publisher" in (
+        diagnostic.fix
+    )
+    assert (
+        "Add a pending publisher for the project `my-plugin`, with the same owner, "
+        "repository, workflow file and environment, at https://pypi.org/manage/account/publishing/"
+    ) in diagnostic.fix
+    assert "one project per run" in diagnostic.fix
+    assert "`my-plugin`, the distribution's name as PyPI normalises it" in diagnostic.fix
 
 
 def test_each_size_limit_gets_its_own_fix() -> None:

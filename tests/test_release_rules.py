@@ -121,6 +121,37 @@ def test_a_tag_naming_no_project_must_name_every_release_version() -> None:
     assert "names no project, so every release must be version 1.4.0" in caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("tag", "releases"),
+    [
+        # `v2` and `.0`, or no project and version 2.0: the second reading matches.
+        ("v2.0", [("v2", "2.0")]),
+        # `lib-2` and `.0`, `lib` and `2.0`, or no project: `lib 2.0` matches.
+        ("lib-2.0", [("lib", "2.0"), ("lib-2", "0.5")]),
+        ("lib-2.0", [("lib-2", "0.5"), ("lib", "2.0.0")]),
+    ],
+)
+def test_a_tag_passes_when_any_reading_of_it_matches(
+    tag: str, releases: list[tuple[str, str]]
+) -> None:
+    check_tag(f"refs/tags/{tag}", releases)
+
+
+def test_a_tag_is_refused_only_when_no_reading_matches() -> None:
+    with pytest.raises(VersionTagMismatch) as caught:
+        check_tag("refs/tags/lib-2.0", [("lib", "1.0"), ("lib-2", "0.5")])
+    assert (
+        "which names lib-2 0 (read another way: lib 2.0; none matches); the run publishes"
+        in caught.value.message
+    )
+    with pytest.raises(VersionTagMismatch) as caught:
+        check_tag("refs/tags/v2.0", [("v2", "3.0")])
+    assert (
+        "which names version 0 (read another way: version 2.0; none matches), but the "
+        "distributions are v2 3.0" in caught.value.message
+    )
+
+
 @pytest.mark.parametrize("tag", ["v" + "9" * 5000, "mylib-v" + "1" * 5000 + ".0"])
 def test_a_tag_with_thousands_of_digits_is_refused_not_passed_and_no_crash(tag: str) -> None:
     said: list[str] = []
@@ -322,6 +353,22 @@ def test_the_existing_parser_keeps_working_and_gains_upload_times() -> None:
     assert listed[SDIST].upload_time is None
 
 
+@pytest.mark.parametrize("bad", ["https://[x/f.whl", "https://a]b/f.whl"])
+def test_a_file_url_that_does_not_parse_is_left_out_with_one_debug_line(bad: str) -> None:
+    said: list[str] = []
+    html = f'<a href="{bad}">{WHEEL}</a><a href="/p/{SDIST}#sha256=ee">{SDIST}</a>'.encode()
+
+    listed = parse("https://x/simple/pkg/", "text/html", html, debug=said.append)
+
+    assert listed == {SDIST: IndexedFile(f"https://x/p/{SDIST}", "ee")}
+    body = json.dumps(page_json([{**entry(WHEEL), "url": bad}, entry(SDIST)])).encode()
+    project = parse_project_page("https://pypi.org/simple/pkg/", body, debug=said.append)
+    assert project is not None
+    assert list(project.files) == [SDIST]
+    assert len(said) == 2
+    assert all("1 file(s) whose URL does not parse" in line for line in said)
+
+
 # The read itself.
 
 
@@ -358,8 +405,8 @@ def test_the_page_is_read_once_in_json_under_the_normalised_name() -> None:
     assert seen[0].headers["accept"] == JSON_ONLY
 
 
-def test_a_new_project_has_an_empty_page() -> None:
-    assert read(lambda _: httpx.Response(404)) == ProjectPage()
+def test_a_project_the_index_does_not_have_has_an_empty_page_that_says_so() -> None:
+    assert read(lambda _: httpx.Response(404)) == ProjectPage(exists=False)
 
 
 @pytest.mark.parametrize(

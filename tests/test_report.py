@@ -27,7 +27,14 @@ from oidc_publish.errors import (
     UploadRejected,
 )
 from oidc_publish.outcomes import FileResult, Outcome
-from oidc_publish.report import Publication, Release, Reporter, render_outputs, render_summary
+from oidc_publish.report import (
+    Publication,
+    Release,
+    Reporter,
+    release_state,
+    render_outputs,
+    render_summary,
+)
 from oidc_publish.runner import RunnerContext, md_code
 from tests.localindex.runner import parse_commands, parse_outputs
 from tests.summary import code_span_text, live_markup, rows, table_lines
@@ -246,6 +253,23 @@ def test_debug_lines_are_commands_unless_verbose_makes_them_log_lines(tmp_path: 
     shown = loud.getvalue().splitlines()
     assert shown[0] == "POST https://index.example/_/oidc/mint-token -> 200 OK "
     assert parse_commands(shown) == ([], [])
+
+
+def test_a_release_with_a_file_in_flight_is_perhaps_partial_and_names_it(tmp_path: Path) -> None:
+    names = ["a-1.0-py3-none-any.whl", "a-1.0-py2-none-any.whl", "a-1.0.tar.gz"]
+    files = [dist(tmp_path, name, name="a", version="1.0") for name in names]
+
+    def state(*outcomes: Outcome) -> str:
+        results = [FileResult(f, o) for f, o in zip(files, outcomes, strict=True)]
+        return release_state(results, dry_run=False)
+
+    flying, done, left = Outcome.IN_FLIGHT, Outcome.UPLOADED, Outcome.NOT_ATTEMPTED
+    assert state(flying, left, left) == f"perhaps partial: `{names[0]}` may be on the index"
+    assert state(done, flying, flying) == (
+        f"partial: 1 of 3 files on the index, and `{names[1]}`, `{names[2]}` may be"
+    )
+    assert state(done, done, left) == "partial: 2 of 3 files on the index"
+    assert state(left, left, left) == "untouched"
 
 
 def test_several_releases_are_grouped_each_saying_whether_it_is_whole(tmp_path: Path) -> None:

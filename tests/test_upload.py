@@ -574,8 +574,10 @@ def test_a_refusal_on_the_second_release_leaves_the_first_whole_and_the_second_u
     releases = load(
         paths, workspace=rig.workspace, verify_metadata=False, pypi_rules=False, reporter=Journal()
     )
-    # The publisher is registered on core only: the minted token does not reach the plugin.
+    # The publisher is registered on core only: the minted token does not reach the plugin,
+    # which exists.
     rig.index.publishers = [replace(default_publisher(), projects={"core"})]
+    rig.index.projects.add("a-plugin")
 
     with pytest.raises(UploadRejected) as caught:
         rig.uploader(rig.trusted_publishing(), workers=4).publish(releases)

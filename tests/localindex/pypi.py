@@ -53,6 +53,12 @@ NO_FILE = "Upload payload does not have a file."
 ONE_SDIST = "Only one sdist may be uploaded per release."
 RELEASE_TOO_OLD = "Uploading new files to releases older than 14 days is not allowed."
 DIGEST_MISMATCH = "The digest supplied does not match a digest calculated from the uploaded file."
+NEW_PROJECT = (
+    "Non-user identities cannot create new projects. This was probably caused by successfully "
+    "using a pending publisher but specifying the project name incorrectly (either in the "
+    "publisher or in your project's metadata). Please ensure that both match. See: "
+    "https://docs.pypi.org/trusted-publishers/troubleshooting/"
+)
 
 
 class Refusal(Exception):
@@ -324,6 +330,18 @@ def authenticate(
     if minted is None or minted.burned:
         raise Refusal(403, INVALID_AUTH)
     return minted
+
+
+def check_project_exists(minted: MintedToken | None, exists: bool) -> None:
+    """Warehouse looks the project up before it checks the token's scope: a project it does
+    not know is refused to a trusted publisher's token (a non-user identity), whatever
+    publisher minted it, and created for a user's API token.
+
+    A publisher that names no projects stands for one whose projects all exist, or a pending
+    publisher that created the project at the mint.
+    """
+    if minted is not None and minted.publisher.projects is not None and not exists:
+        raise Refusal(400, NEW_PROJECT)
 
 
 def authorize(minted: MintedToken | None, project: str) -> None:

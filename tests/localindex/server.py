@@ -188,6 +188,11 @@ class LocalIndex:
     github_permissions: dict[str, str]
     """The job's `permissions:`, which the GITHUB_TOKEN `github_token()` issues carries:
     `attestations: write` by default (`id-token: write` is run_action's `id_token`)."""
+    projects: set[str]
+    """Projects that exist without a file, as a test declares them. A project also exists
+    once it has a file, and when a publisher names it (a pending publisher creates its
+    project at the mint). The simple API answers 404 for any other, and a publisher's
+    token uploading to one gets Warehouse's 400 (`pypi.NEW_PROJECT`)."""
     listing_delay: int | Literal["never"]
     """How many simple-API reads of its project a newly uploaded file stays unlisted (a
     CDN serving stale pages, whatever the request's Cache-Control), or "never" listed."""
@@ -315,6 +320,7 @@ class LocalIndex:
         self.id_token_request_token = token_hex(20)
         self.project_status = {}
         self.project_status_reason = {}
+        self.projects = set()
         self.listing_delay = 0
         self.github_permissions = {"attestations": "write"}
 
@@ -631,6 +637,8 @@ class LocalIndex:
                     form = multipart.parse(spool, size, ex.header("Content-Type"))
                 except multipart.NoFile:
                     raise Refusal(400, pypi.NO_FILE) from None
+                project = pypi.normalize(form.field("name"))
+                pypi.check_project_exists(minted, project in self._projects())
                 pypi.authorize(minted, form.field("name"))
                 if self.mode == "pypi":
                     self._check_and_store(spool, form, minted)
@@ -795,9 +803,18 @@ class LocalIndex:
         return ex.respond(200, body=page, content_type=content_type)
 
     def _projects(self) -> set[str]:
+        """Every project the index knows, normalised: see `projects`."""
         with self._storage_lock:
             names = [path.name for path in self.storage_dir.iterdir()]
-        return {release[0] for name in names if (release := pypi.release_of(name))}
+        return self._declared() | {
+            release[0] for name in names if (release := pypi.release_of(name))
+        }
+
+    def _declared(self) -> set[str]:
+        """The projects that exist whether or not they have files: declared, or named by a
+        publisher."""
+        named = [p for publisher in self.publishers for p in publisher.projects or ()]
+        return {pypi.normalize(p) for p in [*self.projects, *named]}
 
     def _listing(self, project: str) -> list[pypi.ListedFile] | None:
         """The project's listed files (None for an unknown project); counts one read."""
@@ -808,7 +825,7 @@ class LocalIndex:
                 if (release := pypi.release_of(path.name)) and release[0] == project
             ]
             if not paths:
-                return None
+                return [] if project in self._declared() else None
             shown = []
             for path in sorted(paths):
                 if path.name in self._unlisted:
@@ -822,7 +839,8 @@ class LocalIndex:
                 shown.append(path)
             uploaded = {path.name: self._uploaded_at.get(path.name) for path in shown}
         if not shown:
-            return None  # a stale page of a new project: not found yet
+            # A stale page: of a new project, not found yet.
+            return [] if project in self._declared() else None
         if self.project_status.get(project) == "quarantined":
             return []  # PEP 792: nothing of a quarantined project is offered
         return [
