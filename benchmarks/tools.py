@@ -134,7 +134,9 @@ class Tools:
         job = _Job(
             index,
             PYPI_UPLOAD if pypi else index.upload_url,
-            {"HTTPS_PROXY": index.proxy_url} if pypi else {},
+            # GitHub's token endpoint (the index, by its address) is reached directly, as a
+            # GitHub-hosted runner reaches GitHub.
+            {"HTTPS_PROXY": index.proxy_url, "NO_PROXY": "127.0.0.1"} if pypi else {},
             workspace,
             wrapper,
             dists,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from oidc_publish.errors import SIGSTORE_STATUS_PAGE, SigningFailed
+from oidc_publish.errors import SIGSTORE_STATUS_PAGE, ProxyRefused, SigningFailed
 from oidc_publish.network import (
     MAX_JSON_BYTES,
     MAX_REDIRECTS,
@@ -50,6 +50,7 @@ from oidc_publish.network import (
     RetryPolicy,
     TooLarge,
     Transient,
+    connection_failure,
     is_certificate_failure,
     is_transient_status,
     parse_retry_after,
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 TRUST_CONFIG_VARIABLE = "OIDC_PUBLISH_SIGSTORE_TRUST_CONFIG"
+# Where Sigstore's production trust root is fetched from (sigstore's DEFAULT_TUF_URL).
+TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
 AUDIENCE = "sigstore"
 
 Service = Literal["Fulcio", "Rekor", "the trust root"]
@@ -449,6 +452,9 @@ def _classify(service: Service, error: BaseException) -> Exception:
     """A Sigstore failure as `Transient` (worth another attempt) or `SigningFailed`."""
     if isinstance(error, _Stopped):
         return error
+    failure = _connection_failure(service, error)
+    if failure is not None:
+        return failure
     # sigstore wraps HTTP errors: Fulcio's client `from` the HTTPError (often with an empty
     # message), Rekor's inside an `except` (so as the context), TUF's `from` its own error.
     # What the bounded adapter raises passes through sigstore as it is.
@@ -467,6 +473,35 @@ def _classify(service: Service, error: BaseException) -> Exception:
             return found
     text = str(error)
     return _refused(service, f"{type(error).__name__}: {text}" if text else type(error).__name__)
+
+
+def _connection_failure(service: Service, error: BaseException) -> Exception | None:
+    """A host Sigstore's clients could not reach, or a proxy that refused to reach it."""
+    failure = connection_failure(error, _url_of(error, service))
+    if isinstance(failure, ProxyRefused) and service == "the trust root":
+        return _trust_root_behind_proxy(failure)
+    return failure
+
+
+def _url_of(error: BaseException, service: Service) -> str:
+    """The URL a failed request went to, as requests keeps it; else the service's name."""
+    for link in _causes(error):
+        request = getattr(link, "request", None)
+        url = getattr(request, "url", None)
+        if isinstance(url, str):
+            return url
+    return TUF_URL if service == "the trust root" else service
+
+
+def _trust_root_behind_proxy(refused: ProxyRefused) -> SigningFailed:
+    return SigningFailed(
+        f"Sigstore's trust root could not be fetched: {refused.message} The TUF client that "
+        "fetches it sends no credentials to a proxy, even those written in `HTTPS_PROXY`, so "
+        "a proxy that asks for them refuses it.",
+        fix="Let the proxy reach tuf-repo-cdn.sigstore.dev without credentials, or list it in "
+        "`NO_PROXY` if the runner reaches it directly; meanwhile, `attestations: false` "
+        "publishes without attestations.",
+    )
 
 
 def _from_requests(service: Service, link: BaseException) -> Exception | None:

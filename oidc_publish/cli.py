@@ -131,8 +131,11 @@ def publish(
     from oidc_publish.dists import DEFAULT_FOLDER, locate, named_releases
     from oidc_publish.identity import check_context
     from oidc_publish.index_urls import PYPI_UPLOAD, Index, checked_upload_url
-    from oidc_publish.network import RetryPolicy
+    from oidc_publish.network import RetryPolicy, proxy_secrets
     from oidc_publish.runner import input_value
+
+    for secret in proxy_secrets(environ):
+        reporter.mask(secret)
 
     # What needs no library is checked first: where the files go, whether this job may
     # prove who it is, whether there is anything to publish. A failure here makes no
@@ -147,21 +150,27 @@ def publish(
         check_context(context, index)
     folder = input_value(environ, "packages-dir", old="packages_dir") or DEFAULT_FOLDER
     paths = locate(context.workspace / folder, context.workspace, reporter)
-    named = named_releases(paths)
-    project = named[0][0] if named else None
     policy = RetryPolicy(sleep=world.sleep, clock=world.monotonic, stop=world.stop)
     made: Future[httpx.Client] = Future()
     exchange = None
     if not api_token:
+        asked = threading.Event()
         exchange = _start_exchange(
             environ,
             reporter=reporter,
             index=index,
-            project=project,
+            paths=paths,
             policy=policy,
             world=world,
             made=made,
+            asked=asked,
         )
+        # The exchange's first request starts the run's longest wait. The interpreter runs
+        # one thread at a time, so this one imports nothing until that request is on its
+        # way, and does its own work (the libraries, the inputs, the files) during it.
+        asked.wait(FIRST_REQUEST_WAIT)
+    named = named_releases(paths)
+    project = named[0][0] if named else None
     cleared: Future[None] = Future()
     """Set once the upload token is in hand and the index's rules have passed: only then
     may signing make its public transparency-log entries."""
@@ -238,7 +247,7 @@ def _publish(
         dists,
         reporter=reporter,
         publication=publication,
-        identity=world.identity or _github_identity(reporter),
+        identity=world.identity or _github_identity(reporter, lambda: http),
         policy=policy,
         world=world,
         cleared=cleared,
@@ -644,26 +653,40 @@ def _start_exchange(
     *,
     reporter: Reporter,
     index: Index,
-    project: str | None,
+    paths: list[Path],
     policy: RetryPolicy,
     world: World,
     made: Future[httpx.Client],
+    asked: threading.Event,
 ) -> Pending[Credential]:
-    """Starts trusted publishing's token exchange; the HTTP client it makes first is handed
-    to `made` for the rest of the run.
+    """Starts trusted publishing's token exchange; the HTTP client it makes is handed to
+    `made` for the rest of the run, and `asked` is set once its first request is on its way.
 
     On PyPI and TestPyPI, whose audience is known, GitHub's identity token is asked for
     before the exchange's own code is even imported; on any other index the audience comes
     first, and a reserved one ends the exchange before any identity token is asked for.
     """
+
+    from oidc_publish.dists import named_releases
     from oidc_publish.network import Pending
 
-    identity = world.identity or _github_identity(reporter)
+    audience = index.known_audience
+    identity = world.identity or _github_identity(
+        reporter, made.result, asked if audience else None
+    )
+
+    def first_identity() -> str:
+        try:
+            return identity(str(audience))
+        finally:
+            asked.set()
 
     def run() -> Credential:
+        first = Pending(first_identity, "identity token") if audience else None
+        if first is None:
+            asked.set()
+        named = named_releases(paths)
         http = _make_client(made, reporter, environ)
-        audience = index.known_audience
-        first = Pending(partial(identity, audience), "identity token") if audience else None
         from oidc_publish.credentials import TrustedPublishing
 
         publishing = TrustedPublishing(
@@ -671,7 +694,7 @@ def _start_exchange(
             http=lambda: http,
             policy=policy,
             reporter=reporter,
-            project=project,
+            project=named[0][0] if named else None,
             identity=identity,
             first_identity=first,
             clock=world.wall,
@@ -712,6 +735,8 @@ def _credential(
 
 # Seconds a failed run waits for a token exchange still under way, to burn what it mints.
 CLOSE_WAIT = 10.0
+# Seconds the run waits, at most, for the exchange's first request to be on its way.
+FIRST_REQUEST_WAIT = 1.0
 
 
 def _close(exchange: Pending[Credential], wait: float) -> None:
@@ -728,10 +753,12 @@ class _NoUpload(Exception):
     """The run ended before its uploads: signing makes no transparency-log entry."""
 
 
-def _github_identity(reporter: Reporter) -> IdentityTokens:
+def _github_identity(
+    reporter: Reporter, http: Callable[[], httpx.Client], asking: threading.Event | None = None
+) -> IdentityTokens:
     from oidc_publish.identity import github_identity_token
 
-    return github_identity_token(reporter)
+    return github_identity_token(reporter, http, asking=asking)
 
 
 _CANCELLING = (signal.SIGINT, signal.SIGTERM)

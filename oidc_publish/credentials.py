@@ -144,7 +144,7 @@ class TrustedPublishing:
         self._policy = policy
         self._reporter = reporter
         self._project = project
-        self._identity = identity or github_identity_token(reporter)
+        self._identity = identity or github_identity_token(reporter, http)
         self._first_identity = first_identity
         self._clock = clock
         self._lock = threading.Lock()

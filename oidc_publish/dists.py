@@ -9,14 +9,11 @@ exhaust the runner.
 
 from __future__ import annotations
 
-import email.message
 import errno
 import hashlib
 import io
 import re
 import stat
-import tarfile
-import zipfile
 from collections.abc import Mapping, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -550,6 +547,9 @@ def _corrupt(shown: str, error: Exception) -> _Unreadable:
 
 def _check_archive(path: Path) -> None:
     """Refuse archives that would make reading their metadata unsafe, from headers alone."""
+    import tarfile
+    import zipfile
+
     shown = md_code(path.name)
     try:
         if path.name.endswith(".whl"):
@@ -600,6 +600,9 @@ def _refuse_oversized(shown: str, name: str, size: int) -> None:
 
 
 def _read(path: Path, shown: str) -> Distribution:
+    import tarfile
+    import zipfile
+
     import twine.package
     from twine.exceptions import InvalidDistribution
     from twine.package import PackageFile
@@ -733,6 +736,8 @@ def _check_filename(dist: Distribution, pypi_rules: bool) -> list[Problem]:
 
 def _check_description(dist: Distribution, reporter: Reporter) -> list[Problem]:
     """PyPI renders the long description and refuses reStructuredText that fails to."""
+    import email.message
+
     metadata = dist.package.metadata_dictionary()
     description = metadata.get("description")
     content_type = metadata.get("description_content_type") or "text/x-rst"

@@ -253,6 +253,35 @@ class IndexUnreachable(ActionError):
     )
 
 
+class CannotConnect(ActionError):
+    code = "cannot-connect"
+    title = "A host could not be reached"
+    explanation = (
+        "A request could not even be sent, after every retry the policy allows: the host's "
+        "name did not resolve, the connection was refused, or the network was unreachable. "
+        "The message names the host, the error, and whether the request went through a "
+        "proxy. On a GitHub-hosted runner this is an outage: re-run the job. On a "
+        "self-hosted runner whose only way out is a proxy, check the proxy variables the "
+        "runner passes into the container (`HTTPS_PROXY`, `NO_PROXY`), that the host is "
+        "reachable through that proxy, or that it is listed in `NO_PROXY` when it should be "
+        "reached directly."
+    )
+
+
+class ProxyRefused(ActionError):
+    code = "proxy-refused"
+    title = "The proxy refused the connection"
+    explanation = (
+        "The runner's proxy (`HTTPS_PROXY`) answered the request to open a connection with "
+        "an error: 407 when it wants credentials that `HTTPS_PROXY` does not carry (or "
+        "carries wrong), 403 when its policy forbids the host. The message names the host "
+        "and the proxy's status. Give `HTTPS_PROXY` the credentials as "
+        "`http://user:password@proxy:port` (from a secret; the action masks them), ask the "
+        "proxy's operator to allow the host, or list the host in `NO_PROXY` if it should be "
+        "reached directly. Nothing is retried: asking again gets the same answer."
+    )
+
+
 class UntrustedCertificate(ActionError):
     code = "untrusted-certificate"
     title = "The index's certificate is not trusted"

@@ -15,16 +15,24 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
-from oidc_publish.errors import Diagnostic, IndexUnreachable, Level, UntrustedCertificate
+from oidc_publish.errors import (
+    CannotConnect,
+    Diagnostic,
+    IndexUnreachable,
+    Level,
+    ProxyRefused,
+    UntrustedCertificate,
+)
 from oidc_publish.runner import log_quoted, md_code
 from oidc_publish.stop import Stop
 
@@ -76,6 +84,33 @@ class Transient(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class Unreachable(Transient):
+    """The request could not be sent at all: a name that does not resolve, a refused
+    connection, an unreachable network, or a proxy that could not reach the host."""
+
+    def __init__(self, host: str, error: str, proxy: str | None) -> None:
+        way = f"through the proxy {proxy}" if proxy else "directly, with no proxy"
+        super().__init__(f"cannot connect to {host} {way}: {error}")
+        self.host = host
+        self.error = error
+        self.proxy = proxy
+
+    def diagnosis(self, attempts: int, file: str | None = None) -> CannotConnect:
+        way = (
+            f"through the proxy {md_code(self.proxy)}"
+            if self.proxy
+            else "directly (no proxy applies to it)"
+        )
+        return CannotConnect(
+            f"{self.host} could not be reached {way}, {attempts} time(s): {md_code(self.error)}.",
+            fix="On a GitHub-hosted runner this is a network outage: re-run the job. On a "
+            "self-hosted runner, check the proxy variables the runner passes into the "
+            f"container (`HTTPS_PROXY`, `NO_PROXY`): {self.host} must be reachable through "
+            "the proxy, or listed in `NO_PROXY` when it should be reached directly.",
+            file=file,
+        )
 
 
 class GaveUp(Exception):
@@ -152,6 +187,8 @@ def persist(
     try:
         return retrying(attempt, policy, on_retry, deadline=deadline)
     except GaveUp as gave_up:
+        if isinstance(gave_up.last, Unreachable):
+            raise gave_up.last.diagnosis(gave_up.attempts, file) from None
         raise IndexUnreachable(
             f"{what} failed {gave_up.attempts} time(s); the last: {md_code(gave_up.last.reason)}.",
             fix=fix,
@@ -317,6 +354,9 @@ def send(
     except httpx.TransportError as error:
         if is_certificate_failure(error):
             raise untrusted_certificate(url) from None
+        failure = connection_failure(error, url)
+        if failure is not None:
+            raise failure from None
         raise Transient(f"{type(error).__name__}: {error}".rstrip(": ")) from None
     raise_for_transient(answer.status, answer.reason, answer.headers)
     return answer
@@ -363,6 +403,127 @@ def _read(
             b"".join(chunks),
             str(response.url),
         )
+
+
+def proxy_for(url: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The proxy a request for `url` goes through, shown without its credentials, or None
+    when it goes direct.
+
+    Read from the process's environment, where httpx, requests and TUF read it, and with
+    the rules curl and requests apply: the variable for https (`https_proxy`, else
+    `all_proxy`; lower case first, either case), unless `no_proxy` names the host (the host
+    itself, a domain it is in, with or without a leading dot, `host:port`, or `*`).
+    """
+    proxy = _variable(environ, "https_proxy") or _variable(environ, "all_proxy")
+    if not proxy:
+        return None
+    parts = urlsplit(url)
+    try:
+        host, port = (parts.hostname or "").lower(), parts.port or 443
+    except ValueError:
+        return shown_proxy(proxy)
+    for entry in _variable(environ, "no_proxy").lower().replace(" ", "").split(","):
+        name, _, only = entry.lstrip(".").partition(":")
+        if entry == "*" or (
+            name and (host == name or host.endswith(f".{name}")) and only in ("", str(port))
+        ):
+            return None
+    return shown_proxy(proxy)
+
+
+def proxy_secrets(environ: Mapping[str, str]) -> list[str]:
+    """The credentials written into any proxy variable: what must be masked before anything
+    is printed."""
+    secrets = []
+    for name, value in environ.items():
+        if name.lower().endswith("_proxy") and "@" in value:
+            userinfo = urlsplit(_with_scheme(value.strip())).netloc.rpartition("@")[0]
+            user, _, password = userinfo.partition(":")
+            secrets += [part for part in (userinfo, unquote(password), password) if part]
+            if not password and user:
+                secrets.append(user)
+    return list(dict.fromkeys(secrets))
+
+
+def shown_proxy(proxy: str) -> str:
+    """A proxy's address as it may be shown: scheme, host and port, never its credentials."""
+    parts = urlsplit(_with_scheme(proxy))
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}"
+
+
+def _with_scheme(proxy: str) -> str:
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _variable(environ: Mapping[str, str], name: str) -> str:
+    """A proxy variable, the lower-case spelling first: an empty one there turns the
+    upper-case one off, as the standard library reads them."""
+    if name in environ:
+        return environ[name].strip()
+    return environ.get(name.upper(), "").strip()
+
+
+_TUNNEL_REFUSED = re.compile(r"(?:^|Tunnel connection failed: )([1-5][0-9]{2})\b\s*([^'\"()]*)")
+
+
+def connection_failure(error: BaseException, url: str) -> Exception | None:
+    """What `error`, raised while connecting to `url` through httpx, requests or urllib3,
+    means: the proxy refused the tunnel with 407 or 403 (`ProxyRefused`, final), or the
+    host could not be reached (`Unreachable`, worth another attempt); None for any other
+    failure."""
+    host = urlsplit(url).hostname or url
+    proxy = proxy_for(url)
+    chain = list(_chain(error))
+    names = {type(link).__name__ for link in chain}
+    if "ProxyError" in names:
+        refused = next((m for link in chain if (m := _TUNNEL_REFUSED.search(str(link)))), None)
+        if refused is not None:
+            status, reason = int(refused.group(1)), refused.group(2).strip()
+            if status in (403, 407):
+                return ProxyRefused(
+                    f"The proxy {md_code(proxy or 'in HTTPS_PROXY')} refused to reach {host}: "
+                    f"{md_code(f'{status} {reason}'.strip())}.",
+                    fix=_PROXY_FIXES[status].format(host=host),
+                )
+            return Unreachable(host, f"the proxy answered {status} {reason}".strip(), proxy)
+    if names & {"ConnectError", "NewConnectionError", "NameResolutionError", "ProxyError"}:
+        return Unreachable(host, _os_error(chain), proxy)
+    return None
+
+
+_PROXY_FIXES = {
+    407: "The proxy asks for credentials: give them in the proxy variable, as "
+    "`HTTPS_PROXY: http://user:password@proxy:port` with the password from a secret (the "
+    "action masks them), or list {host} in `NO_PROXY` if it should be reached directly.",
+    403: "The proxy's policy forbids {host}: ask its operator to allow it, or list {host} in "
+    "`NO_PROXY` if it should be reached directly.",
+}
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and everything it wraps: causes, contexts, and what urllib3 and requests keep
+    in their attributes and arguments."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        link = pending.pop(0)
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        inner = [link.__cause__, link.__context__, getattr(link, "reason", None)]
+        inner += [getattr(link, "original_error", None), *link.args]
+        pending += [found for found in inner if isinstance(found, BaseException)]
+
+
+def _os_error(chain: list[BaseException]) -> str:
+    """The operating system's words for the failure (`Connection refused`, `Name or service
+    not known`), else the innermost error's."""
+    for link in reversed(chain):
+        if isinstance(link, OSError) and link.strerror:
+            return link.strerror
+    return str(chain[-1]) or type(chain[-1]).__name__
 
 
 def is_certificate_failure(error: Exception) -> bool:

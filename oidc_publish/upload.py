@@ -36,6 +36,7 @@ from oidc_publish.network import (
     SLOW_BYTES_PER_SECOND,
     RetryPolicy,
     Transient,
+    connection_failure,
     is_certificate_failure,
     persist,
     raise_for_transient,
@@ -215,6 +216,9 @@ class Uploader:
                 except (requests.ConnectionError, requests.Timeout) as error:
                     if is_certificate_failure(error):
                         raise untrusted_certificate(self._index.upload_url) from None
+                    failure = connection_failure(error, self._index.upload_url)
+                    if failure is not None:
+                        raise failure from None
                     raise Transient(f"{type(error).__name__} while sending") from None
                 except Transient:
                     self._discard_session()  # still busy with the abandoned request

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -23,8 +24,9 @@ from oidc_publish.errors import (
     TrustedPublishingUnavailable,
     UnexpectedResponse,
 )
+from oidc_publish.identity import github_identity_token
 from oidc_publish.index_urls import PYPI_UPLOAD, TESTPYPI_UPLOAD, Index
-from oidc_publish.network import Transient
+from oidc_publish.network import Transient, Unreachable
 from oidc_publish.report import Publication
 from oidc_publish.runner import RunnerContext, md_code
 from tests.inprocess import (
@@ -407,3 +409,37 @@ def test_a_replaced_token_is_burned_when_its_last_upload_ends(
         assert not index.minted_tokens[old].burned
     assert index.minted_tokens[old].burned
     assert index.alive_tokens() == [new]
+
+
+# GitHub's identity token: through `id`, or the action's own client where a proxy applies.
+
+
+@pytest.mark.parametrize("through", ["id", "the action's client"])
+def test_a_token_endpoint_that_cannot_be_reached_is_not_called_a_timeout(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, through: str
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens there once the probe is closed
+    environ = {
+        "GITHUB_ACTIONS": "true",
+        "ACTIONS_ID_TOKEN_REQUEST_URL": f"https://127.0.0.1:{closed}/token?api-version=2.0",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "request-token",
+    }
+    if through != "id":
+        # A proxy that nothing answers either: the request is sent to it, not direct.
+        environ["HTTPS_PROXY"] = f"http://127.0.0.1:{closed}"
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    with httpx.Client() as http:
+        fetch = github_identity_token(journal, lambda: http, environ)
+        with pytest.raises(Unreachable) as caught:
+            fetch("pypi")
+
+    assert caught.value.host == "127.0.0.1"
+    assert caught.value.error == "Connection refused"
+    assert caught.value.proxy == (None if through == "id" else f"http://127.0.0.1:{closed}")
+    assert "timed out" not in str(caught.value)

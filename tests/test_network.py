@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import random
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import requests
 
-from oidc_publish.errors import Cancelled, IndexUnreachable, Level
+from oidc_publish.errors import Cancelled, CannotConnect, IndexUnreachable, Level
 from oidc_publish.network import (
     MAX_PAGE_BYTES,
     GaveUp,
@@ -22,9 +24,13 @@ from oidc_publish.network import (
     RetryPolicy,
     TooLarge,
     Transient,
+    Unreachable,
     UntrustedRedirect,
+    connection_failure,
     parse_retry_after,
     persist,
+    proxy_for,
+    proxy_secrets,
     raise_for_transient,
     retrying,
     send,
@@ -345,3 +351,100 @@ def test_persist_gives_up_as_index_unreachable_naming_the_attempts(
     assert len(sleeps.waits) == 2
     notices = [d for d in journal.diagnostics if d.level is Level.NOTICE]
     assert [n.title for n in notices] == ["Retrying the audience endpoint"] * 2
+
+
+# The runner's proxy, and hosts that cannot be reached.
+
+
+@pytest.mark.parametrize(
+    ("environ", "url", "proxy"),
+    [
+        ({}, "https://upload.pypi.org/legacy/", None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://upload.pypi.org/", "http://proxy:3128"),
+        ({"https_proxy": "proxy:3128"}, "https://pypi.org/", "http://proxy:3128"),
+        ({"ALL_PROXY": "http://all:8080"}, "https://pypi.org/", "http://all:8080"),
+        # Lower case first, as curl, pip and requests read them; an empty one turns it off.
+        (
+            {"https_proxy": "http://low:1", "HTTPS_PROXY": "http://up:2"},
+            "https://a/",
+            "http://low:1",
+        ),
+        ({"https_proxy": "", "HTTPS_PROXY": "http://up:2"}, "https://a/", None),
+        # NO_PROXY: the host, a domain it is in (with or without a dot), host:port, `*`.
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "pypi.org"}, "https://pypi.org/", None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "pypi.org"}, "https://upload.pypi.org/", None),
+        ({"HTTPS_PROXY": "http://p:1", "no_proxy": ".pypi.org"}, "https://pypi.org/", None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "ypi.org"}, "https://pypi.org/", "http://p:1"),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "a, b:8443"}, "https://b:8443/", None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "b:8443"}, "https://b/", "http://p:1"),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}, "https://anything/", None),
+        # Shown without the credentials written into it.
+        ({"HTTPS_PROXY": "http://u:s3cret@p:1"}, "https://a/", "http://p:1"),
+    ],
+)
+def test_the_proxy_a_request_goes_through_is_the_runners(
+    environ: dict[str, str], url: str, proxy: str | None
+) -> None:
+    assert proxy_for(url, environ) == proxy
+
+
+def test_credentials_in_any_proxy_variable_are_secrets() -> None:
+    environ = {
+        "HTTPS_PROXY": "http://runner:p%40ss@proxy:3128",
+        "no_proxy": "localhost",
+        "ALL_PROXY": "socks5://solo@proxy:1080",
+    }
+
+    assert set(proxy_secrets(environ)) == {"runner:p%40ss", "p@ss", "p%40ss", "solo"}
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        pytest.param("https://127.0.0.1:{closed}/", "Connection refused", id="refused"),
+        pytest.param("https://pypi.invalid/", "Name or service not known", id="no-such-name"),
+    ],
+)
+def test_a_host_that_cannot_be_reached_is_named_with_its_error_and_the_fix(
+    url: str, error: str, closed_port: int, index: LocalIndex
+) -> None:
+    target = url.format(closed=closed_port)
+    journal = Journal()
+    sleeps = Sleeps()
+    with http_client(index, journal) as http, pytest.raises(CannotConnect) as caught:
+        persist(
+            lambda: send(http, "GET", target),
+            RetryPolicy(attempts=3, sleep=sleeps, clock=Clock(0.0)),
+            journal,
+            label="the index",
+            what="The index",
+            fix="not this one",
+        )
+
+    message, fix = caught.value.message, caught.value.fix
+    assert str(urlsplit(target).hostname) in message
+    assert error in message
+    assert "directly (no proxy applies to it)" in message
+    assert "3 time(s)" in message
+    assert "`HTTPS_PROXY`, `NO_PROXY`" in fix
+    assert len(sleeps.waits) == 2  # retried like any transient failure
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: connections to it are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_requests_failures_are_read_as_httpx_failures_are(closed_port: int) -> None:
+    url = f"https://127.0.0.1:{closed_port}/legacy/"
+    with pytest.raises(requests.ConnectionError) as caught:
+        requests.post(url, timeout=PATIENCE)
+
+    failure = connection_failure(caught.value, url)
+
+    assert isinstance(failure, Unreachable)
+    assert failure.error == "Connection refused"
+    assert failure.proxy is None

@@ -147,10 +147,12 @@ ENDPOINTS = {
     "POST <repository-url>": "upload",
     "POST <Fulcio>/api/v2/signingCert": "fulcio",
     "POST <GITHUB_API_URL>/repos/<owner>/<repo>/attestations": "github-attestations",
+    "CONNECT <proxy>": "proxy",
 }
 CARRIERS = {
     "`Authorization: Bearer`": "Authorization: Bearer",
     "`Authorization: Basic` (the password)": "Authorization: Basic",
+    "`Proxy-Authorization: Basic` (the password)": "Proxy-Authorization: Basic",
     "JSON field `token`": 'JSON body "token"',
 }
 CREDENTIALS = {
@@ -160,6 +162,7 @@ CREDENTIALS = {
     "Upload token": "upload token",
     "`password` (an API token)": "API token",
     "`github-token`": "github-token",
+    "Proxy credentials": "proxy credentials",
 }
 
 
@@ -200,5 +203,8 @@ def test_security_md_names_every_credential_the_requests_carried_and_no_other(
     outcome()
     index.api_tokens.add("pypi-static-api-token")
     outcome({"password": "pypi-static-api-token"}, id_token=False)
+    # Behind a proxy that asks for credentials, GitHub's token service included.
+    index.proxy.credentials = ("octo-runner", "pr0xy-s3cret")
+    outcome(env={"HTTPS_PROXY": index.proxy.url, "NO_PROXY": None})
 
     assert seen == documented()

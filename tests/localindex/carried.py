@@ -36,8 +36,9 @@ class Carried:
     credential: str
     endpoint: str
     carrier: str
-    """`Authorization: Bearer`, `Authorization: Basic` (as the password), `JSON body "k"`,
-    or `elsewhere`: anywhere else, which no credential should ever be."""
+    """`Authorization: Bearer`, `Authorization: Basic` (as the password), the same in
+    `Proxy-Authorization`, `JSON body "k"`, or `elsewhere`: anywhere else, which no
+    credential should ever be."""
 
 
 def carried(requests: Iterable[Seen], secrets: Mapping[str, str]) -> set[Carried]:
@@ -51,7 +52,10 @@ def carried(requests: Iterable[Seen], secrets: Mapping[str, str]) -> set[Carried
                 found.add(Carried(kind, seen.endpoint, where))
         explained = {secret for secret, _ in _places(seen)}
         text = "\n".join(
-            [*(v for k, v in seen.headers.items() if k.lower() != "authorization"), _text(seen)]
+            [
+                *(v for k, v in seen.headers.items() if k.lower() not in _CREDENTIAL_HEADERS),
+                _text(seen),
+            ]
         )
         for secret, kind in secrets.items():
             if secret and secret in text and secret not in explained:
@@ -60,19 +64,22 @@ def carried(requests: Iterable[Seen], secrets: Mapping[str, str]) -> set[Carried
 
 
 def _places(seen: Seen) -> list[tuple[str, str]]:
-    """The values in the request's Authorization header and its JSON body's top-level
-    fields, each with where it was."""
+    """The values in the request's Authorization (or, to a proxy, Proxy-Authorization)
+    header and its JSON body's top-level fields, each with where it was."""
     places = []
-    authorization = next((v for k, v in seen.headers.items() if k.lower() == "authorization"), "")
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer":
-        places.append((value, "Authorization: Bearer"))
-    elif scheme.lower() == "basic":
-        try:
-            _, _, password = base64.b64decode(value).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            password = ""
-        places.append((password, "Authorization: Basic"))
+    for name, value in seen.headers.items():
+        if name.lower() not in _CREDENTIAL_HEADERS:
+            continue
+        header = name.title()
+        scheme, _, credential = value.partition(" ")
+        if scheme.lower() == "bearer":
+            places.append((credential, f"{header}: Bearer"))
+        elif scheme.lower() == "basic":
+            try:
+                _, _, password = base64.b64decode(credential).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                password = ""
+            places.append((password, f"{header}: Basic"))
     try:
         body = json.loads(bytes(seen.body))
     except ValueError:
@@ -80,6 +87,9 @@ def _places(seen: Seen) -> list[tuple[str, str]]:
     if isinstance(body, dict):
         places += [(v, f'JSON body "{k}"') for k, v in body.items() if isinstance(v, str)]
     return places
+
+
+_CREDENTIAL_HEADERS = {"authorization", "proxy-authorization"}
 
 
 def _text(seen: Seen) -> str:

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from socketserver import StreamRequestHandler, ThreadingTCPServer
 from types import TracebackType
+from urllib.parse import quote
 
 __all__ = ["ConnectProxy", "Tunnel"]
 
@@ -67,7 +68,7 @@ class ConnectProxy:
         port = self._server.server_address[1]
         if self.credentials is None:
             return f"http://127.0.0.1:{port}"
-        user, password = self.credentials
+        user, password = (quote(part, safe="") for part in self.credentials)
         return f"http://{user}:{password}@127.0.0.1:{port}"
 
     def start(self) -> ConnectProxy:

@@ -49,7 +49,7 @@ import trustme
 from packaging.version import InvalidVersion, Version
 
 from tests.localindex import identity, multipart, oidc, pypi
-from tests.localindex.carried import Carried, carried
+from tests.localindex.carried import Carried, Seen, carried
 from tests.localindex.dists import sha256
 from tests.localindex.github_api import GitHubApi
 from tests.localindex.oidc import Publisher
@@ -128,10 +128,17 @@ PYPI_AUDIENCES: Mapping[str, str] = MappingProxyType(
 )
 """Reached by these names (through `proxy`), the index is PyPI or TestPyPI and takes their
 audience."""
-NAMES = (*PYPI_AUDIENCES, "pypi.org", "files.pythonhosted.org")
+UNRESOLVABLE = {
+    "index": "index.invalid",
+    "token": "token.actions.invalid",
+    "api": "api.github.invalid",
+    "sigstore": "sigstore.invalid",
+}
+"""Names no resolver answers (RFC 6761), for the index's parts: only its proxy reaches them."""
+NAMES = (*PYPI_AUDIENCES, "pypi.org", "files.pythonhosted.org", *UNRESOLVABLE.values())
 """The names the index answers to through its proxy, besides 127.0.0.1: those of PyPI's
 hosts, so that a run can publish to `https://upload.pypi.org/legacy/` and never leave the
-machine (its CA is the only one trusted)."""
+machine (its CA is the only one trusted), and `UNRESOLVABLE`."""
 
 
 @dataclass(frozen=True)
@@ -410,7 +417,24 @@ class LocalIndex:
         kinds |= dict.fromkeys(self.github.tokens, "github-token")
         with self._requests.lock:
             seen = list(self._requests.seen)
+        # What the proxy was sent: the CONNECT's own headers.
+        seen += [
+            Seen("proxy", {"Proxy-Authorization": t.authorization}, bytearray())
+            for t in self.proxy.tunnels
+            if t.authorization
+        ]
+        if self.proxy.credentials is not None:
+            kinds[self.proxy.credentials[1]] = "proxy credentials"
         return carried(seen, kinds)
+
+    def hosts(self) -> set[str]:
+        """The names requests came to the index by (their Host headers, without the port)."""
+        with self._requests.lock:
+            seen = list(self._requests.seen)
+        return {
+            next((v for k, v in s.headers.items() if k.lower() == "host"), "").rsplit(":", 1)[0]
+            for s in seen
+        }
 
     def misrouted(self) -> list[Carried]:
         """Credentials where they must never be: an identity token anywhere but at the one
@@ -479,6 +503,7 @@ class LocalIndex:
             self.id_token_request_token,
             *self.api_tokens,
             *self.github.tokens,
+            *(self.proxy.credentials[1:] if self.proxy.credentials else ()),
         ]
 
     # --- routing ------------------------------------------------------------------------

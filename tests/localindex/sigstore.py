@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 import rfc8785
@@ -292,8 +292,19 @@ class LocalSigstore:
             .sign(self._ca_key, hashes.SHA256())
         )
 
-    def trust_config(self) -> dict[str, Any]:
-        """The client trust config: a trusted root and a signing config for this instance."""
+    def trust_config_at(self, base_url: str) -> Path:
+        """A client trust config naming this instance at `base_url` (a name the index's proxy
+        takes to it), written once; the keys and certificates are the same."""
+        path = self._tmp / f"trust_config-{urlsplit(base_url).netloc}.json"
+        if not path.exists():
+            path.write_text(json.dumps(self.trust_config(base_url.rstrip("/")), indent=1))
+        return path
+
+    def trust_config(self, base_url: str | None = None) -> dict[str, Any]:
+        """The client trust config: a trusted root and a signing config for this instance,
+        at `base_url` (its own by default)."""
+        base = base_url or self.base_url
+        fulcio_url, rekor_url = f"{base}{self.prefix}/fulcio", f"{base}{self.prefix}/rekor"
         start = {"start": _iso(self._epoch)}
 
         def key(public: ec.EllipticCurvePublicKey) -> dict[str, Any]:
@@ -315,7 +326,7 @@ class LocalSigstore:
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
             "tlogs": [
                 {
-                    "baseUrl": self.rekor_url,
+                    "baseUrl": rekor_url,
                     "hashAlgorithm": "SHA2_256",
                     "publicKey": key(self._rekor_key.public_key()),
                     "logId": {"keyId": _b64(self.rekor_log_id)},
@@ -327,7 +338,7 @@ class LocalSigstore:
                         "organization": "localsigstore.test",
                         "commonName": "localsigstore",
                     },
-                    "uri": self.fulcio_url,
+                    "uri": fulcio_url,
                     "certChain": {
                         "certificates": [
                             {
@@ -342,7 +353,7 @@ class LocalSigstore:
             ],
             "ctlogs": [
                 {
-                    "baseUrl": f"{self.base_url}{self.prefix}/ct",
+                    "baseUrl": f"{base}{self.prefix}/ct",
                     "hashAlgorithm": "SHA2_256",
                     "publicKey": key(self._ct_key.public_key()),
                     "logId": {"keyId": _b64(_key_id(self._ct_key.public_key()))},
@@ -352,9 +363,9 @@ class LocalSigstore:
         }
         signing_config = {
             "mediaType": "application/vnd.dev.sigstore.signingconfig.v0.2+json",
-            "caUrls": [service(self.fulcio_url)],
+            "caUrls": [service(fulcio_url)],
             "oidcUrls": [],
-            "rekorTlogUrls": [service(self.rekor_url)],
+            "rekorTlogUrls": [service(rekor_url)],
             "rekorTlogConfig": {"selector": "ANY"},
             "tsaUrls": [],
             "tsaConfig": {"selector": "ANY"},
