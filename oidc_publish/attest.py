@@ -65,7 +65,10 @@ if TYPE_CHECKING:
     from sigstore.oidc import IdentityToken
     from sigstore.sign import Signer, SigningContext
 
+    from oidc_publish.dists import Distribution
+    from oidc_publish.network import Pending
     from oidc_publish.report import Reporter
+    from oidc_publish.run import Run
 
 T = TypeVar("T")
 
@@ -103,6 +106,82 @@ class File:
 
     path: Path
     sha256: str
+
+
+def start_signing(
+    run: Run, dists: list[Distribution], cleared: Future[None]
+) -> Pending[dict[str, dict[str, Any]]] | None:
+    """Starts signing every file, when attestations are asked for and possible; or says,
+    once, why none are made.
+
+    The certificate is asked for at once; the transparency-log entries, which are public
+    and permanent, wait for `cleared`, set once the files will be uploaded. The caller
+    collects the attestations before the first upload, so a Sigstore outage leaves nothing
+    half-published.
+    """
+    from oidc_publish.diagnosis import attestations_skipped
+    from oidc_publish.network import Pending
+
+    inputs, index, publication = run.inputs, run.index, run.publication
+    if not inputs.attestations:
+        return None
+    why_not = None
+    if not inputs.trusted_publishing:
+        why_not = "PyPI accepts attestations only with trusted publishing, not an API token"
+    elif not (index.is_pypi or index.is_testpypi or run.environ.get(TRUST_CONFIG_VARIABLE)):
+        why_not = f"{index.display_name} is not PyPI or TestPyPI, which verify them"
+    publication.no_attestations = why_not or ""
+    if inputs.dry_run:
+        publication.attestations = (
+            f"Dry run: no attestations would be made: {why_not}."
+            if why_not
+            else "Dry run: every file would carry a PEP 740 attestation; nothing was signed."
+        )
+        return None
+    if why_not:
+        run.reporter.add(attestations_skipped(why_not))
+        publication.attestations = f"No attestations: {why_not}."
+        return None
+    return Pending(lambda: _sign_release(run, dists, cleared), "signing")
+
+
+def _sign_release(
+    run: Run, dists: list[Distribution], cleared: Future[None]
+) -> dict[str, dict[str, Any]]:
+    from oidc_publish.claims import Claims
+    from oidc_publish.diagnosis import reusable_workflow_attestations
+
+    reporter, publication, world = run.reporter, run.publication, run.world
+    identity = run.identity()
+    first = identity(AUDIENCE)
+    claims = Claims.from_jwt(first)
+    if claims is not None and claims.is_reusable_workflow:
+        reporter.add(reusable_workflow_attestations(claims))
+        publication.attestations = "No attestations: this job runs in a reusable workflow."
+        publication.no_attestations = "this job runs in a reusable workflow"
+        return {}
+    unused = [first]
+
+    def token() -> str:
+        return unused.pop() if unused else identity(AUDIENCE)
+
+    reporter.log(f"Signing {len(dists)} file(s) with Sigstore")
+    started = world.monotonic()
+    signed = sign_all(
+        dists,
+        identity_token=token,
+        environ=run.environ,
+        policy=run.policy,
+        reporter=reporter,
+        clock=world.wall,
+        ready=cleared.result,
+    )
+    reporter.log(f"Signed {len(signed)} attestation(s) in {world.monotonic() - started:.1f}s")
+    publication.attestations = (
+        "Every file carries a PEP 740 attestation, signed with Sigstore, that the index "
+        "verifies against the trusted publisher."
+    )
+    return signed
 
 
 def sign_all(

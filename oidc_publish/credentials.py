@@ -152,9 +152,7 @@ class TrustedPublishing:
         self._token: str | None = None
         self._expires = 0.0
         self._renew_margin = 60.0
-        self._held: Counter[str] = Counter()
-        self._replaced: set[str] = set()
-        """Tokens a renewal replaced while uploads held them: burned once none does."""
+        self._held = _Held()
         self._closed = False
         self.claims: Claims | None = None
 
@@ -166,15 +164,12 @@ class TrustedPublishing:
     def lease(self, valid_for: float = 0.0) -> Iterator[str]:
         with self._lock:
             token = self._current(valid_for)
-            self._held[token] += 1
+            self._held.take(token)
         try:
             yield token
         finally:
             with self._lock:
-                self._held[token] -= 1
-                done = token in self._replaced and not self._held[token]
-                if done:
-                    self._replaced.discard(token)
+                done = self._held.give_back(token)
             if done:
                 self._burn(token)
 
@@ -188,41 +183,16 @@ class TrustedPublishing:
 
     def close(self) -> None:
         with self._lock:
-            alive = [*self._replaced, *([self._token] if self._token else [])]
-            self._replaced.clear()
+            alive = [*self._held.drain(), *([self._token] if self._token else [])]
             self._token = None
             self._closed = True
         for token in alive:
             self._burn(token)
 
     def audience(self) -> str:
-        if self._audience is not None:
-            return self._audience
-        url = self._index.audience_url
-        answer = persist(
-            lambda: _send(self._http(), "GET", url),
-            self._policy,
-            self._reporter,
-            label="the audience endpoint",
-            what=f"The audience endpoint ({self._index.host})",
-            fix=_OUTAGE_FIX,
-        )
-        if answer.status == 403:
-            raise TrustedPublishingUnavailable(
-                f"{self._index.display_name} answered 403 at {url}: trusted publishing is "
-                "disabled there (PyPI turns it off during incidents).",
-                fix=f"Re-run later, checking {PYPI_STATUS_PAGE}, or pass an API token as "
-                "`password`.",
-            )
-        if answer.status == 404:
-            raise TrustedPublishingUnavailable(
-                f"{url} answered 404: {self._index.host} does not offer trusted publishing.",
-                fix="Check `repository-url`, or pass an API token for this index as `password`.",
-            )
-        audience = _parse(answer, _Audience, url).audience
-        _refuse_reserved(self._index, audience)
-        self._audience = audience
-        return audience
+        if self._audience is None:
+            self._audience = ask_audience(self._index, self._http(), self._policy, self._reporter)
+        return self._audience
 
     def _current(self, valid_for: float) -> str:
         """The token to hand out now (lock held): minted, or renewed when it would expire
@@ -277,7 +247,10 @@ class TrustedPublishing:
         if answer.status == 200:
             minted = _parse(answer, _MintSuccess, url, body)
             self._replace(minted.token)
-            self._remember(minted.expires, minted_at)
+            lifetime = _lifetime(minted.expires, minted_at, self._reporter)
+            self._expires = minted_at + lifetime
+            # Renew a minute ahead on PyPI's 15-minute tokens, proportionally on shorter ones.
+            self._renew_margin = min(60.0, lifetime / 3)
             return minted.token
         if answer.status == 422:
             failure = _parse(answer, _MintFailure, url, body)
@@ -297,52 +270,113 @@ class TrustedPublishing:
         """`token` is the one to hand out now (lock held); the one it replaces is burned by
         its last lease, or now if none holds it."""
         old, self._token = self._token, token
-        if old is None:
-            return
-        if self._held[old]:
-            self._replaced.add(old)
-        else:
+        if old is not None and self._held.replace(old):
             # Under the lock, as the mint was: one more short request before the others go on.
             self._burn(old)
 
-    def _remember(self, expires: float | None, minted_at: float) -> None:
-        lifetime = (expires - minted_at) if expires is not None else DEFAULT_LIFETIME
-        low, high = _PLAUSIBLE_LIFETIME
-        if not low <= lifetime <= high:
-            self._reporter.debug(
-                f"The index's `expires` is {lifetime:.0f} s from now; assuming PyPI's "
-                f"{DEFAULT_LIFETIME:.0f} s instead."
-            )
-            lifetime = DEFAULT_LIFETIME
-        self._expires = minted_at + lifetime
-        # Renew a minute ahead on PyPI's 15-minute tokens, proportionally on shorter ones.
-        self._renew_margin = min(60.0, lifetime / 3)
-
     def _burn(self, token: str) -> None:
-        """Revokes `token` at the index that minted it: two attempts at most, and quiet
-        whatever happens. The token goes in the body only, as the endpoint takes it."""
-        url = self._index.burn_url
-        why = ""
-        for last in (False, True):
-            try:
-                answer = send(self._http(), "POST", url, json_body={"token": token},
-                              deadline=BURN_DEADLINE)  # fmt: skip
-            except Transient as failure:
-                if not last:
-                    continue
-                why = failure.reason
-            except Exception as error:  # whatever it is, the burn decides nothing
-                why = type(error).__name__
-            else:
-                if 200 <= answer.status < 300:
-                    self._reporter.log(f"Revoked the upload token at {self._index.host}.")
-                    return
-                why = f"HTTP {answer.status}: {self._index.host} does not revoke tokens"
-            self._reporter.debug(
-                f"POST {url}: {log_quoted(why)}; the upload token was not revoked and expires "
-                "on its own."
-            )
-            return
+        burn(self._index, self._http(), self._reporter, token)
+
+
+def ask_audience(index: Index, http: httpx.Client, policy: RetryPolicy, reporter: Reporter) -> str:
+    """The audience an index other than PyPI and TestPyPI names at `/_/oidc/audience`: never
+    one whose identity tokens PyPI, TestPyPI or Sigstore accept."""
+    url = index.audience_url
+    answer = persist(
+        lambda: _send(http, "GET", url),
+        policy,
+        reporter,
+        label="the audience endpoint",
+        what=f"The audience endpoint ({index.host})",
+        fix=_OUTAGE_FIX,
+    )
+    if answer.status == 403:
+        raise TrustedPublishingUnavailable(
+            f"{index.display_name} answered 403 at {url}: trusted publishing is disabled there "
+            "(PyPI turns it off during incidents).",
+            fix=f"Re-run later, checking {PYPI_STATUS_PAGE}, or pass an API token as `password`.",
+        )
+    if answer.status == 404:
+        raise TrustedPublishingUnavailable(
+            f"{url} answered 404: {index.host} does not offer trusted publishing.",
+            fix="Check `repository-url`, or pass an API token for this index as `password`.",
+        )
+    audience = _parse(answer, _Audience, url).audience
+    _refuse_reserved(index, audience)
+    return audience
+
+
+def burn(index: Index, http: httpx.Client, reporter: Reporter, token: str) -> None:
+    """Revokes `token` at the index that minted it: two attempts at most, and quiet whatever
+    happens. The token goes in the body only, as the endpoint takes it."""
+    url = index.burn_url
+    why = ""
+    for last in (False, True):
+        try:
+            answer = send(http, "POST", url, json_body={"token": token}, deadline=BURN_DEADLINE)
+        except Transient as failure:
+            if not last:
+                continue
+            why = failure.reason
+        except Exception as error:  # whatever it is, the burn decides nothing
+            why = type(error).__name__
+        else:
+            if 200 <= answer.status < 300:
+                reporter.log(f"Revoked the upload token at {index.host}.")
+                return
+            why = f"HTTP {answer.status}: {index.host} does not revoke tokens"
+        reporter.debug(
+            f"POST {url}: {log_quoted(why)}; the upload token was not revoked and expires on "
+            "its own."
+        )
+        return
+
+
+def _lifetime(expires: float | None, minted_at: float, reporter: Reporter) -> float:
+    """Seconds a token minted at `minted_at` lives, by the index's `expires`; PyPI's 15
+    minutes when it leaves it out or gives a time no token plausibly lives to."""
+    lifetime = (expires - minted_at) if expires is not None else DEFAULT_LIFETIME
+    low, high = _PLAUSIBLE_LIFETIME
+    if not low <= lifetime <= high:
+        reporter.debug(
+            f"The index's `expires` is {lifetime:.0f} s from now; assuming PyPI's "
+            f"{DEFAULT_LIFETIME:.0f} s instead."
+        )
+        lifetime = DEFAULT_LIFETIME
+    return lifetime
+
+
+class _Held:
+    """Which tokens uploads hold now, and those a renewal replaced while uploads held them:
+    each is burned once no upload holds it."""
+
+    def __init__(self) -> None:
+        self._count: Counter[str] = Counter()
+        self._replaced: set[str] = set()
+
+    def take(self, token: str) -> None:
+        self._count[token] += 1
+
+    def give_back(self, token: str) -> bool:
+        """True when `token` was replaced and nothing holds it any more: burn it now."""
+        self._count[token] -= 1
+        if token in self._replaced and not self._count[token]:
+            self._replaced.discard(token)
+            return True
+        return False
+
+    def replace(self, token: str) -> bool:
+        """True when nothing holds `token`, just replaced: burn it now; else its last
+        holder does."""
+        if self._count[token]:
+            self._replaced.add(token)
+            return False
+        return True
+
+    def drain(self) -> list[str]:
+        """The replaced tokens still held (by uploads a cancellation abandoned)."""
+        replaced, self._replaced = list(self._replaced), set()
+        return replaced
 
 
 def _refuse_reserved(index: Index, audience: str) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from twine.package import PackageFile
 
     from oidc_publish.report import Reporter
+    from oidc_publish.run import Run
 
 DEFAULT_FOLDER = "dist"
 """`packages-dir` when not given."""
@@ -357,6 +358,26 @@ def _empty_reason(shown: str, others: list[Path]) -> str:
         else ""
     )
     return f"`packages-dir` {shown} holds no `*.whl` or `*.tar.gz` files, only {names}.{extra}"
+
+
+def read(run: Run) -> list[Release]:
+    """The run's distributions, read, hashed and checked in a log group of their own, each
+    logged with its digests when `print-hash` is on."""
+    reporter, inputs = run.reporter, run.inputs
+    with reporter.group("Checking distributions"):
+        releases = load(
+            run.target.paths,
+            workspace=run.context.workspace,
+            verify_metadata=inputs.verify_metadata,
+            pypi_rules=run.index.is_pypi or run.index.is_testpypi,
+            reporter=reporter,
+        )
+        for dist in (dist for release in releases for dist in release.files):
+            reporter.log(f"{dist.display} ({dist.name} {dist.version}, {dist.size} bytes)")
+            if inputs.print_hash:
+                reporter.log(f"  sha256:      {dist.sha256}")
+                reporter.log(f"  blake2b-256: {dist.blake2_256}")
+    return releases
 
 
 def load(

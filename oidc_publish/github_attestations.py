@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import httpx
 
     from oidc_publish.report import Publication, Reporter
+    from oidc_publish.run import Run
     from oidc_publish.runner import RunnerContext
 
 PREDICATE_TYPE = "https://docs.pypi.org/attestations/publish/v1"
@@ -121,6 +122,31 @@ def _api_base(given: str) -> str | None:
     if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
         return None
     return urlunsplit(("https", parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def store(run: Run, attestations: Mapping[str, Mapping[str, Any]]) -> None:
+    """The run's step after the uploads, when `github-attestations` asks for it: whatever
+    happens there is reported and leaves the verdict and the exit code alone."""
+    inputs = run.inputs
+    if not inputs.github_attestations or inputs.github_token is None:
+        return
+    from oidc_publish.report import advisory
+
+    with advisory(run.reporter, "Storing the attestations in GitHub's attestation store"):
+        store_release(
+            run.publication,
+            attestations,
+            unsigned=run.publication.no_attestations
+            if inputs.attestations
+            else "`attestations: false`",
+            token=inputs.github_token.get_secret_value(),
+            environ=run.environ,
+            context=run.context,
+            http=run.http,
+            policy=run.policy,
+            reporter=run.reporter,
+            wall=run.world.wall,
+        )
 
 
 def store_release(

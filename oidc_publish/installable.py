@@ -12,10 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from oidc_publish.errors import Diagnostic, Level
 from oidc_publish.runner import md_code
 from oidc_publish.simple_api import IndexedFile
+
+if TYPE_CHECKING:
+    from oidc_publish.index import IndexClient
+    from oidc_publish.run import Run
 
 # Seconds; documented in the README with the `wait-until-installable` input.
 DEFAULT_DEADLINE = 300.0
@@ -103,3 +108,30 @@ def wait_until_installable(
         sleep(min(delay, remaining))
         delay = min(delay * GROWTH, MAX_DELAY)
     return Waited(clock() - start, (), looks, answered)
+
+
+def wait(run: Run, holdings: IndexClient) -> None:
+    """The run's last step, with `wait-until-installable`: until the index lists every file
+    on it from this run; past the deadline, or whatever ends it, is one warning."""
+    from oidc_publish.report import advisory
+
+    publication, reporter, world = run.publication, run.reporter, run.world
+    on_index = {r.dist.filename: r.dist.sha256 for r in publication.results if r.outcome.on_index}
+    projects = list(dict.fromkeys(r.dist.name for r in publication.results if r.outcome.on_index))
+
+    def listed() -> dict[str, IndexedFile] | None:
+        looks = [holdings.fresh_files(project) for project in projects]
+        answered = [files for files in looks if files is not None]
+        return {name: f for files in answered for name, f in files.items()} if answered else None
+
+    title = "Waiting until the index lists every file"
+    with advisory(reporter, title):
+        with reporter.group(title):
+            waited = wait_until_installable(
+                listed, on_index, clock=world.monotonic, sleep=world.sleep
+            )
+        publication.waited_for_index = True
+        publication.installable_after = waited.seconds
+        warning = waited.warning(DEFAULT_DEADLINE, holdings.index.display_name)
+        if warning:
+            reporter.add(warning)

@@ -1,10 +1,16 @@
-"""Rules a release must meet, checked before anything is uploaded. Pure functions, no I/O.
+"""Rules a release must meet, checked before anything is uploaded.
+
+The rules are pure functions:
 
 - ``check_tag``: a workflow run for a tag publishes the version the tag names.
 - ``check_index_rules``: what the index's project page (``simple_api.ProjectPage``) says
   the index will refuse: an archived or quarantined project (PEP 792, any index that reports
   it), and on PyPI and TestPyPI a new file for a release older than 14 days or a second
   sdist. These are Warehouse's own rules, so other indexes are not held to them.
+
+The run's steps apply them: `check_names` (the file names and the tag), `read_pages` (each
+project's page, read beside the rest), `obey` (the index's rules, every release) and
+`upload_order` (projects the index does not have first).
 
 Every error names the tag, input or file concerned and the fix.
 """
@@ -32,7 +38,11 @@ from oidc_publish.runner import md_code
 from oidc_publish.simple_api import ARCHIVED, QUARANTINED, IndexedFile, ProjectPage
 
 if TYPE_CHECKING:
+    from oidc_publish.dists import Release
+    from oidc_publish.index import IndexClient
     from oidc_publish.index_urls import Index
+    from oidc_publish.network import Pending
+    from oidc_publish.run import Run
 
 TAG_PREFIX = "refs/tags/"
 # PyPI refuses new files for a release older than this.
@@ -332,3 +342,85 @@ def _project_page(index: Index, project: str) -> str:
     web = index.web
     name = canonicalize_name(project)
     return f"{web}/project/{name}/" if web else index.project_simple_url(name)
+
+
+# The run's steps.
+
+
+def check_names(run: Run, named: Sequence[tuple[str, str]]) -> None:
+    """What the file names alone show to be wrong, found before the first upload: a project
+    in several versions, most often a stale build (every file is read now, and every
+    problem reported at once), and a tag that names another version."""
+    from oidc_publish.dists import read
+
+    if len({project for project, _ in named}) < len(named):
+        read(run)
+    if run.inputs.verify_tag:
+        check_tag(run.context.ref, named, debug=run.reporter.debug)
+
+
+def read_pages(
+    holdings: IndexClient, named: Sequence[tuple[str, str]]
+) -> dict[str, Pending[ProjectPage | None]]:
+    """Each project's page on the index, read in a thread of its own beside the run."""
+    from functools import partial
+
+    from oidc_publish.network import Pending
+
+    return {
+        project: Pending(partial(holdings.project_page, project), f"{project}'s page")
+        for project in dict.fromkeys(project for project, _ in named)
+    }
+
+
+def obey(
+    run: Run, pages: Mapping[str, Pending[ProjectPage | None]], releases: Sequence[Release]
+) -> None:
+    """What the index would refuse, found before the first upload; every finding reported,
+    each naming its release."""
+    now = datetime.fromtimestamp(run.world.wall(), UTC)
+    refusals = []
+    for release in releases:
+        page = pages.get(release.project)
+        refusals += check_index_rules(
+            page.result() if page else None,
+            {d.filename: d.sha256 for d in release.files},
+            now,
+            project=release.name,
+            version=release.version,
+            index=run.index,
+        )
+    if refusals:
+        for other in refusals[1:]:
+            for diagnostic in other.diagnostics():
+                run.reporter.add(diagnostic)
+        raise refusals[0]
+
+
+def upload_order(
+    run: Run,
+    releases: Sequence[Release],
+    pages: Mapping[str, Pending[ProjectPage | None]],
+    holdings: IndexClient,
+) -> list[Release]:
+    """The releases in the order to upload them: those of a project the index does not have
+    first. Its page answered 404, and still does now the token exchange is done (a pending
+    publisher creates its project at the mint): if the index refuses it, nothing of the run
+    is on the index."""
+    from oidc_publish.dists import new_projects_first
+
+    if len(releases) < 2:
+        return list(releases)
+
+    def missing(page: ProjectPage | None) -> bool:
+        return page is not None and not page.exists
+
+    absent = [
+        r.project for r in releases if r.project in pages and missing(pages[r.project].result())
+    ]
+    new = {project for project in absent if missing(holdings.project_page(project))}
+    order = new_projects_first(releases, new)
+    rank = {release.label: position for position, release in enumerate(order)}
+    publication = run.publication
+    publication.releases = sorted(publication.releases, key=lambda r: rank[r.label])
+    return order

@@ -14,7 +14,6 @@ stores it. What comes back is read only as far as a reason needs.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import threading
 import time
@@ -50,7 +49,10 @@ if TYPE_CHECKING:
     from oidc_publish.credentials import Credential
     from oidc_publish.dists import Distribution, Release
     from oidc_publish.index_urls import Index
+    from oidc_publish.reconcile import Reconciler
     from oidc_publish.report import Reporter
+    from oidc_publish.run import Run
+    from oidc_publish.stop import Stop
 
 # Seconds to connect, and to wait for the index's answer once the body is sent: PyPI checks
 # big files slowly.
@@ -71,7 +73,58 @@ ANSWER_STEP = 16 * 1024
 OnExists = Callable[["Distribution", bool], FileResult]
 
 
+def publish_releases(
+    run: Run,
+    credential: Credential,
+    releases: Sequence[Release],
+    attestations: Mapping[str, object],
+    reconciler: Reconciler,
+) -> ActionError | None:
+    """The run's uploads: every release, in order, its results in the publication with
+    their URLs. The credential is closed (its token burned) once the last upload is done,
+    whatever the outcome. The index's refusal is returned, not raised, so that what the
+    index took can still be stored in GitHub; a cancellation says what may be on the index.
+    """
+    from oidc_publish.network import ca_bundle
+    from oidc_publish.report import advisory
+
+    publication, reporter, index = run.publication, run.reporter, run.index
+    uploader = Uploader(
+        index=index,
+        credential=credential,
+        policy=run.policy,
+        reporter=reporter,
+        on_exists=reconciler.name_taken,
+        ca_file=ca_bundle(run.environ),
+    )
+    files = sum(len(release.files) for release in releases)
+    of = f" of {len(releases)} releases" if len(releases) > 1 else ""
+    try:
+        with reporter.group(f"Uploading {files} file(s){of} to {index.upload_url}"):
+            publication.results = uploader.publish(releases, attestations)
+    except Stopped as stopped:
+        # A file the uploads had not taken stock of when they stopped may be on the index.
+        known = {r.dist.filename: r for r in stopped.results}
+        stopped.results = [
+            known.get(d.filename) or FileResult(d, Outcome.IN_FLIGHT)
+            for release in releases
+            for d in release.files
+        ]
+        raise
+    except ActionError as refused:
+        publication.results = refused.results
+        return refused
+    finally:
+        credential.close()
+    with advisory(reporter, "Reading the files' URLs from the index"):
+        publication.results = reconciler.with_urls(publication.results)
+    return None
+
+
 class Uploader:
+    """Releases one after another, each file through a `_Batch` of workers, each attempt of
+    a file under the retry policy with a token leased from the credential."""
+
     def __init__(
         self,
         *,
@@ -83,7 +136,6 @@ class Uploader:
         ca_file: str | None = None,
         workers: int = WORKERS,
     ) -> None:
-        self._ca_file = ca_file
         self._index = index
         self._credential = credential
         self._policy = policy
@@ -91,9 +143,7 @@ class Uploader:
         self._on_exists = on_exists
         self._workers = workers
         self._speed = _Speed()
-        self._local = threading.local()
-        self._opened: list[_Session] = []
-        self._opened_lock = threading.Lock()
+        self._sessions = _Sessions(index.upload_url, credential.username, ca_file)
 
     def publish(
         self, releases: Sequence[Release], attestations: Mapping[str, object] | None = None
@@ -129,74 +179,21 @@ class Uploader:
         the uploads under way are not waited for (their files may or may not reach the index).
         """
         attested = attestations or {}
-        run = self._policy.stop
-        results: list[FileResult | None] = [None] * len(dists)
-        started: set[int] = set()
-        errors: dict[int, ActionError] = {}
-        failed = threading.Event()
-        # Held to start a file, and to take stock once stopped: a file is either started
-        # before the stop (in flight) or not at all.
-        starting = threading.Lock()
-
-        def one(position: int) -> None:
-            dist = dists[position]
-            with starting:
-                if failed.is_set() or run.is_set():
-                    results[position] = FileResult(dist, Outcome.NOT_ATTEMPTED)
-                    return
-                started.add(position)
-            try:
-                result = self._upload(dist, attested.get(dist.filename))
-            except Stopped:
-                raise  # not this file's failure: the run's, whose stock is taken below
-            except ActionError as error:
-                failed.set()
-                errors[position] = error
-                results[position] = FileResult(dist, Outcome.FAILED)
-                return
-            results[position] = result
-            self._reporter.log(f"{dist.filename}: {result.outcome}")
-
-        def so_far() -> list[FileResult]:
-            with starting:
-                return [
-                    result
-                    or FileResult(
-                        dist, Outcome.IN_FLIGHT if position in started else Outcome.NOT_ATTEMPTED
-                    )
-                    for position, (result, dist) in enumerate(zip(results, dists, strict=True))
-                ]
-
-        pool = None
+        batch = _Batch(
+            dists,
+            lambda dist: self._upload(dist, attested.get(dist.filename)),
+            stop=self._policy.stop,
+            reporter=self._reporter,
+            workers=self._workers,
+        )
         try:
-            if dists:
-                one(0)
-            if len(dists) > 1:
-                pool = concurrent.futures.ThreadPoolExecutor(
-                    self._workers, thread_name_prefix="upload"
-                )
-                for _ in pool.map(one, range(1, len(dists))):
-                    pass
-            done = so_far()
-            if errors:
-                first, *others = (errors[p] for p in sorted(errors))
-                for other in others:
-                    for diagnostic in other.diagnostics():
-                        self._reporter.add(diagnostic)
-                first.results = done
-                raise first
-            run.check()
-        except Stopped as stopped:
-            stopped.results = so_far()
-            raise
+            return batch.run()
         finally:
-            if pool is not None:
-                # Never `with`: its exit would wait for every upload under way.
-                pool.shutdown(wait=False, cancel_futures=True)
-            self._close()
-        return done
+            self._sessions.close()
 
     def _upload(self, dist: Distribution, attestation: object | None) -> FileResult:
+        """One file, attempted under the retry policy: uploaded, found already there, or the
+        index's refusal raised."""
         if attestation is not None:
             dist.package.attestations = [attestation]  # type: ignore[list-item]
         attempts = 0
@@ -205,43 +202,15 @@ class Uploader:
         def attempt() -> _Answer:
             nonlocal attempts, renewed
             attempts += 1
-            session = self._session()
-            started = time.monotonic()
-            deadline = REQUEST_DEADLINE + dist.size / SLOW_BYTES_PER_SECOND
-            # Held until the answer is in, so a token a renewal replaces meanwhile is burned
-            # only once no upload still sends it.
-            with self._credential.lease(valid_for=self._speed.seconds_for(dist.size)) as token:
-                try:
-                    response = within(deadline, lambda: session.upload(dist, token), dist.filename)
-                except (requests.ConnectionError, requests.Timeout) as error:
-                    if is_certificate_failure(error):
-                        raise untrusted_certificate(self._index.upload_url) from None
-                    failure = connection_failure(error, self._index.upload_url)
-                    if failure is not None:
-                        raise failure from None
-                    raise Transient(f"{type(error).__name__} while sending") from None
-                except Transient:
-                    self._discard_session()  # still busy with the abandoned request
-                    raise
-                except _Changed:
-                    raise _changed(dist, attested=attestation is not None) from None
-                seconds = time.monotonic() - started
-                self._reporter.debug(
-                    f"POST {self._index.upload_url} {dist.filename} ({dist.size} bytes) -> "
-                    f"{response.status_code} {response.reason} in {seconds:.1f}s"
-                )
-                if response.status_code == 200:
-                    self._speed.learn(dist.size, seconds)
-                expired = response.status_code == 403 and "expired" in response.reason.lower()
-                if expired and not renewed:
-                    renewed = True
-                    # However many uploads meet an expired token at once, one of them mints
-                    # and says so (the credential logs it); each of them retries.
-                    if self._credential.renew(token) is not None:
-                        raise Transient(
-                            "the upload token expired; retrying with the renewed token",
-                            retry_after=0,
-                        )
+            response, expired = self._attempt(dist, attested=attestation is not None)
+            if expired is not None and not renewed:
+                renewed = True
+                # However many uploads meet an expired token at once, one of them mints and
+                # says so (the credential logs it); each of them retries.
+                if self._credential.renew(expired) is not None:
+                    raise Transient(
+                        "the upload token expired; retrying with the renewed token", retry_after=0
+                    )
             raise_for_transient(response.status_code, response.reason, response.headers)
             return response
 
@@ -270,16 +239,149 @@ class Uploader:
             project=dist.name,
         )
 
-    def _session(self) -> _Session:
+    def _attempt(self, dist: Distribution, *, attested: bool) -> tuple[_Answer, str | None]:
+        """One POST of the file, and the token it sent if the index said that token expired.
+
+        The token is leased until the answer is in, so one a renewal replaces meanwhile is
+        burned only once no upload still sends it.
+        """
+        session = self._sessions.get()
+        started = time.monotonic()
+        deadline = REQUEST_DEADLINE + dist.size / SLOW_BYTES_PER_SECOND
+        with self._credential.lease(valid_for=self._speed.seconds_for(dist.size)) as token:
+            try:
+                response = within(deadline, lambda: session.upload(dist, token), dist.filename)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if is_certificate_failure(error):
+                    raise untrusted_certificate(self._index.upload_url) from None
+                failure = connection_failure(error, self._index.upload_url)
+                if failure is not None:
+                    raise failure from None
+                raise Transient(f"{type(error).__name__} while sending") from None
+            except Transient:
+                self._sessions.discard()  # still busy with the abandoned request
+                raise
+            except _Changed:
+                raise _changed(dist, attested=attested) from None
+        seconds = time.monotonic() - started
+        self._reporter.debug(
+            f"POST {self._index.upload_url} {dist.filename} ({dist.size} bytes) -> "
+            f"{response.status_code} {response.reason} in {seconds:.1f}s"
+        )
+        if response.status_code == 200:
+            self._speed.learn(dist.size, seconds)
+        expired = response.status_code == 403 and "expired" in response.reason.lower()
+        return response, token if expired else None
+
+
+class _Batch:
+    """One release's files: the first alone, so the release exists before the others
+    arrive, then the rest by a small pool of workers; on a failure or the run's stop, no
+    new file starts, and the results say which files were started."""
+
+    def __init__(
+        self,
+        dists: Sequence[Distribution],
+        upload: Callable[[Distribution], FileResult],
+        *,
+        stop: Stop,
+        reporter: Reporter,
+        workers: int,
+    ) -> None:
+        self._dists = dists
+        self._upload = upload
+        self._stop = stop
+        self._reporter = reporter
+        self._workers = workers
+        self._results: list[FileResult | None] = [None] * len(dists)
+        self._started: set[int] = set()
+        self._errors: dict[int, ActionError] = {}
+        self._failed = threading.Event()
+        # Held to start a file, and to take stock once stopped: a file is either started
+        # before the stop (in flight) or not at all.
+        self._starting = threading.Lock()
+
+    def run(self) -> list[FileResult]:
+        pool = None
+        try:
+            if self._dists:
+                self._one(0)
+            if len(self._dists) > 1:
+                pool = ThreadPoolExecutor(self._workers, thread_name_prefix="upload")
+                for _ in pool.map(self._one, range(1, len(self._dists))):
+                    pass
+            done = self._so_far()
+            if self._errors:
+                first, *others = (self._errors[p] for p in sorted(self._errors))
+                for other in others:
+                    for diagnostic in other.diagnostics():
+                        self._reporter.add(diagnostic)
+                first.results = done
+                raise first
+            self._stop.check()
+        except Stopped as stopped:
+            stopped.results = self._so_far()
+            raise
+        finally:
+            if pool is not None:
+                # Never `with`: its exit would wait for every upload under way.
+                pool.shutdown(wait=False, cancel_futures=True)
+        return done
+
+    def _one(self, position: int) -> None:
+        dist = self._dists[position]
+        with self._starting:
+            if self._failed.is_set() or self._stop.is_set():
+                self._results[position] = FileResult(dist, Outcome.NOT_ATTEMPTED)
+                return
+            self._started.add(position)
+        try:
+            result = self._upload(dist)
+        except Stopped:
+            raise  # not this file's failure: the run's, whose stock is taken by run()
+        except ActionError as error:
+            self._failed.set()
+            self._errors[position] = error
+            self._results[position] = FileResult(dist, Outcome.FAILED)
+            return
+        self._results[position] = result
+        self._reporter.log(f"{dist.filename}: {result.outcome}")
+
+    def _so_far(self) -> list[FileResult]:
+        with self._starting:
+            return [
+                result
+                or FileResult(
+                    dist,
+                    Outcome.IN_FLIGHT if position in self._started else Outcome.NOT_ATTEMPTED,
+                )
+                for position, (result, dist) in enumerate(
+                    zip(self._results, self._dists, strict=True)
+                )
+            ]
+
+
+class _Sessions:
+    """Each worker thread's twine session, reused for its next upload."""
+
+    def __init__(self, url: str, username: str, ca_file: str | None) -> None:
+        self._url = url
+        self._username = username
+        self._ca_file = ca_file
+        self._local = threading.local()
+        self._opened: list[_Session] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> _Session:
         session: _Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = _Session(self._index.upload_url, self._credential.username, self._ca_file)
+            session = _Session(self._url, self._username, self._ca_file)
             self._local.session = session
-            with self._opened_lock:
+            with self._lock:
                 self._opened.append(session)
         return session
 
-    def _discard_session(self) -> None:
+    def discard(self) -> None:
         """Drops this thread's session after a request was abandoned at its deadline.
 
         It is never closed: the abandoned request still reads its socket, and closing it
@@ -287,11 +389,11 @@ class Uploader:
         """
         session = self._local.session
         self._local.session = None
-        with self._opened_lock:
+        with self._lock:
             self._opened.remove(session)
 
-    def _close(self) -> None:
-        with self._opened_lock:
+    def close(self) -> None:
+        with self._lock:
             for session in self._opened:
                 session.close()
 
