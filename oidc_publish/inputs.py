@@ -53,7 +53,7 @@ class Inputs(BaseModel):
     packages_dir: str = Field(DEFAULT_FOLDER, alias="packages-dir")
     verify_metadata: Flag = Field(True, alias="verify-metadata")
     skip_existing: Flag = Field(False, alias="skip-existing")
-    verbose: Flag = False
+    verbose: Flag = True
     print_hash: Flag = Field(True, alias="print-hash")
     attestations: Flag = True
     dry_run: Flag = Field(False, alias="dry-run")

@@ -86,8 +86,20 @@ class Publication:
     waited_for_index: bool = False
 
 
+# Debug lines a run keeps for the verbose group: a few a request, so a release of a thousand
+# files stays far below.
+VERBOSE_LINES = 20_000
+VERBOSE_GROUP = "Every request and retry decision, as they happened (verbose)"
+
+
 class Reporter:
-    """Log, debug, mask, group and diagnostics for every step; thread-safe."""
+    """Log, debug, mask, group and diagnostics for every step; thread-safe.
+
+    Debug lines (each request, each retry decision) are debug commands, shown where they
+    happen when the runner's step debugging is on. With `verbose` the log shows them as
+    well, together in one collapsed group when the run ends, so the steps' own lines read
+    undisturbed.
+    """
 
     def __init__(self, context: RunnerContext, stream: TextIO, *, verbose: bool = False) -> None:
         self.context = context
@@ -95,16 +107,16 @@ class Reporter:
         self._console = WorkflowCommands(stream)
         self._lock = threading.Lock()
         self._diagnostics: list[Diagnostic] = []
+        self._debugged: list[str] = []
 
     def log(self, text: str) -> None:
         self._console.line(text)
 
     def debug(self, text: str) -> None:
-        # Shown in the log with `verbose`, and by the runner when step debugging is on.
-        if self.verbose:
-            self._console.line(text)
-        else:
-            self._console.debug(text)
+        self._console.debug(text)
+        with self._lock:
+            if len(self._debugged) < VERBOSE_LINES:
+                self._debugged.append(text)
 
     def mask(self, secret: str) -> None:
         self._console.mask(secret)
@@ -127,8 +139,15 @@ class Reporter:
             return list(self._diagnostics)
 
     def finish(self, publication: Publication, error: ActionError | None) -> int:
-        """Annotations, summary and outputs, each written or named in a warning; returns
-        the exit code, which is the publication's whatever the rendering does."""
+        """The verbose group, annotations, summary and outputs, each written or named in a
+        warning; returns the exit code, which is the publication's whatever the rendering
+        does."""
+        with self._lock:
+            debugged, self._debugged = self._debugged, []
+        if self.verbose and debugged:
+            with self.group(VERBOSE_GROUP):
+                for line in debugged:
+                    self._console.line(line)
         diagnostics = self.diagnostics + (error.diagnostics() if error else [])
         failed = bool(error)
         cancelled = isinstance(error, Cancelled)

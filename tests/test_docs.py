@@ -141,3 +141,25 @@ def test_every_package_the_code_imports_is_declared() -> None:
     }
     assert needed <= declared, f"imported but not declared: {sorted(needed - declared)}"
     assert third_party, "the scan found no imports at all"
+
+
+def test_the_code_table_has_one_row_per_module_in_import_order() -> None:
+    """A newcomer finds the room for a change from the README's table alone: each module
+    has its row, and a module imports (at its top) only those listed before it."""
+    section = README.split("### The code", 1)[1].split("\nThe tests form a pyramid", 1)[0]
+    rows = re.findall(r"^\| `([\w.]+)\.py` \|", section, flags=re.MULTILINE)
+    sources = _package_sources()
+    modules = [name.removesuffix(".py") for name in sources if name != "__init__.py"]
+    assert sorted(rows) == sorted(modules), "one row per module, each naming one module"
+    for position, module in enumerate(rows):
+        tree = sources[f"{module}.py"]
+        imported = {
+            node.module.removeprefix("oidc_publish.")
+            for node in tree.body
+            if isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("oidc_publish.")
+        }
+        assert imported <= set(rows[:position]), (
+            f"{module} imports {imported - set(rows[:position])}"
+        )

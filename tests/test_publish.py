@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from oidc_publish.report import VERBOSE_GROUP
 from tests.conftest import Run, pip_install
 from tests.localindex.dists import make_release, make_wheel, sha256
 from tests.localindex.server import Fault, LocalIndex, Publisher
@@ -46,6 +47,12 @@ def test_trusted_publishing_puts_the_release_on_the_index(
     ]
     assert [r.link for r in rows(result.summary)] == [f["url"] for f in files]
     assert result.annotations == []
+    # `verbose` is on by default: every request is in the log, together in one group at
+    # the end; before it, the steps' own lines.
+    lines = result.stdout.splitlines()
+    verbose = lines.index(f"::group::{VERBOSE_GROUP}")
+    assert any(line.startswith("POST ") and "/legacy/" in line for line in lines[verbose:])
+    assert not any(line.startswith(("POST ", "GET ")) for line in lines[:verbose])
 
 
 def test_api_token_upload_needs_no_identity_token(

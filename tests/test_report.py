@@ -28,6 +28,7 @@ from oidc_publish.errors import (
 )
 from oidc_publish.outcomes import FileResult, Outcome
 from oidc_publish.report import (
+    VERBOSE_GROUP,
     Publication,
     Release,
     Reporter,
@@ -241,18 +242,27 @@ def test_more_than_ten_of_a_kind_fold_into_the_tenth_annotation(
     }
 
 
-def test_debug_lines_are_commands_unless_verbose_makes_them_log_lines(tmp_path: Path) -> None:
+def test_debug_lines_are_commands_and_verbose_shows_them_in_one_group_at_the_end(
+    tmp_path: Path,
+) -> None:
     line = f"POST https://index.example/_/oidc/mint-token -> 200 OK {chr(10)}::error::x"
     quiet, loud = io.StringIO(), io.StringIO()
     context = RunnerContext.from_env({"GITHUB_WORKSPACE": str(tmp_path)})
+    reporters = Reporter(context, quiet, verbose=False), Reporter(context, loud, verbose=True)
 
-    Reporter(context, quiet).debug(line)
-    Reporter(context, loud, verbose=True).debug(line)
+    for reporter in reporters:
+        reporter.debug(line)
+        reporter.log("Uploading 2 file(s)")
+        reporter.finish(Publication(), None)
 
-    assert quiet.getvalue() == f"::debug::{line.replace(chr(10), '%0A')}\n"
+    debug_command = f"::debug::{line.replace(chr(10), '%0A')}"
+    assert quiet.getvalue().splitlines()[:2] == [debug_command, "Uploading 2 file(s)"]
+    assert VERBOSE_GROUP not in quiet.getvalue()
     shown = loud.getvalue().splitlines()
-    assert shown[0] == "POST https://index.example/_/oidc/mint-token -> 200 OK "
-    assert parse_commands(shown) == ([], [])
+    assert shown[:2] == [debug_command, "Uploading 2 file(s)"]
+    grouped = shown[shown.index(f"::group::{VERBOSE_GROUP}") + 1 : shown.index("::endgroup::")]
+    assert grouped[0] == "POST https://index.example/_/oidc/mint-token -> 200 OK "
+    assert parse_commands(grouped) == ([], [])
 
 
 def test_a_release_with_a_file_in_flight_is_perhaps_partial_and_names_it(tmp_path: Path) -> None:
