@@ -151,9 +151,11 @@ class NoDistributions(ActionError):
     title = "No distributions to upload"
     explanation = (
         "`packages-dir` is missing, empty, a link that loops, or holds no `*.whl` or `*.tar.gz` "
-        "files. Build the distributions in this job, or download the artifact that holds them, "
-        "before this step; `actions/download-artifact` puts files in `path:`, so name the same "
-        "folder here."
+        "files (PyPI takes no `.egg`, `.zip` or other formats). The usual cause is a missing "
+        "build step: build the distributions before this step (`python -m build` writes a "
+        "wheel and an sdist into `dist/`), in this job or in the build job. If the build job "
+        "made them, `actions/download-artifact` writes the artifact's files into its `path:`: "
+        "name the same folder in `packages-dir`."
     )
 
 
