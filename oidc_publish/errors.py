@@ -370,12 +370,18 @@ class VersionTagMismatch(ActionError):
     code = "version-tag-mismatch"
     title = "The tag and the version differ"
     explanation = (
-        "The workflow runs for a tag whose version (the tag without a leading `v`, "
-        "`release-` or `<project>-`) is not the distributions' version, compared as versions "
-        "(`v1.2` matches `1.2.0`). Most often the tag was pushed before the version was bumped, "
-        "or the build used a stale `dist/` folder. Bump the version and build again, or tag the "
-        "commit that has the version. A tag without a version in it (such as `nightly`) is not "
-        "checked; `verify-tag: false` turns the check off."
+        "The workflow runs for a tag that names another version than the distributions'. The "
+        "tag's version is what follows an optional project name and separator (`<project>-`, "
+        "`<project>_`, `<project>.`, `<project>/` or `<project>@`, the name compared as PyPI "
+        "normalises it) and whatever comes before the first digit (`v`, `release-`), compared "
+        "as versions: `v1.2`, `release-1.2`, `mylib-v1.2`, `mylib/1.2` and `mylib@1.2` all "
+        "match `1.2.0`. A tag that names a project is checked against that project's version, "
+        "one that names none against every release's; a tag that reads several ways (`lib-2.0` "
+        "with projects `lib` and `lib-2`) passes when one reading matches. Most often the tag "
+        "was pushed before the version was bumped, or the build used a stale `dist/` folder. "
+        "Bump the version and build again, or tag the commit that has the version. A tag "
+        "without a version in it (such as `nightly`) is not checked; `verify-tag: false` turns "
+        "the check off."
     )
 
 

@@ -5,16 +5,19 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import re
+import string
 import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.version import Version
 
 from oidc_publish import errors
-from oidc_publish.errors import catalogue
+from oidc_publish.errors import VersionTagMismatch, catalogue
 from oidc_publish.inputs import Inputs
+from oidc_publish.release_rules import check_tag, version_in_tag
 from scripts.troubleshooting import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +92,26 @@ def test_readme_documents_every_output_and_the_code_writes_them() -> None:
 
 def test_troubleshooting_is_the_error_catalogue() -> None:
     assert render() in README, "run: python scripts/troubleshooting.py --write"
+
+
+def test_the_tag_forms_the_docs_give_are_the_ones_the_check_reads() -> None:
+    # A name with a digit tells a separator from a prefix the check drops: `py3status-2.1`
+    # reads as py3status 2.1 only if `-` separates.
+    separators = {
+        c
+        for c in string.punctuation
+        if version_in_tag(f"refs/tags/py3status{c}2.1", "py3status") == Version("2.1")
+    }
+    assert separators == set("-_./@")
+    guardrail = README.split("- **The tag names the version.**", 1)[1].split("\n- ", 1)[0]
+    explanation = VersionTagMismatch.explanation
+    for said in (guardrail, explanation, table("### Inputs")["verify-tag"][1]):
+        assert all(f"`<project>{c}`" in said for c in separators), said
+        listed = said.split("compared as versions", 1)[1].split("all match `1.2.0`", 1)[0]
+        examples = re.findall(r"`([^`]+)`", listed)
+        assert len(examples) == 5, said
+        for tag in examples:
+            check_tag(f"refs/tags/{tag}", [("mylib", "1.2.0")])
 
 
 def _package_sources() -> dict[str, ast.Module]:
