@@ -171,15 +171,16 @@ class Problem:
 
 class DistributionsRejected(ActionError):
     code = "invalid-distributions"
-    title = "Distributions cannot be uploaded together"
+    title = "The distributions cannot be uploaded as they are"
     explanation = (
         "Every distribution is read and checked before the first upload, so nothing is "
         "half-published: each entry named `*.whl` or `*.tar.gz` must be a file (not a named "
         "pipe, a device, or a link to nothing or in a loop), the archive must be readable and "
-        "within sane sizes, the metadata must parse and render on PyPI, each filename must "
-        "match its metadata, and each project must come in one version (compared as PyPI "
-        "compares them: `1.0` is `1.0.0`) with at most one sdist. Each problem is annotated "
-        "on its file under a title of its own, and the fix names what to change."
+        "within sane sizes, the metadata must parse and render on PyPI, and each filename "
+        "must match its metadata. The folder may hold several projects, each in one version "
+        "(compared as PyPI compares them: `1.0` is `1.0.0`) with at most one sdist. Each "
+        "problem is annotated on its file under a title of its own, with the fix; nothing was "
+        "uploaded."
     )
 
     def __init__(self, problems: Sequence[Problem]) -> None:
@@ -449,9 +450,10 @@ class UploadRejected(ActionError):
     code = "upload-rejected"
     title = "The index refused a file"
     explanation = (
-        "The index answered the upload with an error. The annotation on the file names the "
-        "reason PyPI gave and the fix; the step summary lists which files are on the index and "
-        "which are not, so a re-run after the fix completes the release."
+        "The index answered the upload with an error. The annotation on the file quotes the "
+        "reason the index gave, is titled by it as below, and gives the fix; the step summary "
+        "lists which files are on the index and which are not, so a re-run after the fix "
+        "completes the release."
     )
 
     def __init__(self, message: str, *, fix: str, file: str, title: str) -> None:
