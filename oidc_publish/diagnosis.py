@@ -7,7 +7,7 @@ Troubleshooting section is generated from `REFUSALS` and the error catalogue.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from oidc_publish.claims import Claims
@@ -35,18 +35,100 @@ _PROJECT_LIMIT = (
 # Warehouse's answer to a trusted publisher's token for a project it does not have, whatever
 # publisher minted the token: it looks the project up before it checks the token's scope.
 _NEW_PROJECT = "non-user identities cannot create new projects"
+# A minted token reaches the projects whose publisher matched the mint, and no others.
+_OIDC_SCOPE = "oidc scoped token is not valid for project"
 
 
 @dataclass(frozen=True)
 class Refusal:
-    """One of PyPI's upload refusals, recognised by words in its reason phrase."""
+    """One of PyPI's upload refusals, recognised by words in its reason phrase.
+
+    `<project>` and `<index>` in the title are filled in on the annotation. `fix` says what
+    to do in general words, as the README gives it; a refusal about one project has
+    `linked`, which says the same naming the project and its pages on the index.
+    """
 
     words: tuple[str, ...]
     title: str
     fix: str
+    linked: Callable[[Index, str], str] | None = None
+
+    def fix_for(self, index: Index, project: str) -> str:
+        return self.linked(index, project) if self.linked else self.fix
+
+
+def _publisher_missing(index: Index, project: str) -> str:
+    from urllib.parse import quote
+
+    where = (
+        f"{index.web}/manage/project/{quote(project)}/settings/publishing/" if index.web else None
+    )
+    pending = f"{index.web}/manage/account/publishing/" if index.web else None
+    return (
+        f"The upload token this run minted covers the projects whose trusted publisher "
+        f"matches this workflow, and {md_code(project)} has none. Add the same publisher "
+        "(owner, repository, workflow file and environment) to "
+        f"{md_code(project)}"
+        + (f" at {where}" if where else f" in its settings on {index.display_name}")
+        + ". If the project does "
+        "not exist yet, add it as a pending publisher"
+        + (f" at {pending}" if pending else "")
+        + "; PyPI keeps one pending publisher per workflow, so new projects are created one "
+        "run at a time. Then re-run the job: files already on the index are recognised."
+    )
+
+
+def _project_missing(index: Index, project: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    name = md_code(canonicalize_name(project))
+    where = (
+        f"at {index.web}/manage/account/publishing/"
+        if index.web
+        else f"on your account's publishing page on {index.display_name}"
+    )
+    return (
+        f"{index.display_name} has no project {name}, and a trusted publisher can create a "
+        "project only through a pending publisher: the token this run minted came from the "
+        "publisher of another project, or from a pending publisher for another name. Add a "
+        f"pending publisher for the project {name}, with the same owner, repository, workflow "
+        f"file and environment, {where}. PyPI keeps one pending publisher per workflow and "
+        "creates one project per run that way: publish a second new project in a run of its "
+        f"own. If one was added, check that its project name is {name}, the distribution's "
+        "name as PyPI normalises it. Then re-run the job: files already on the index are "
+        "recognised."
+    )
 
 
 REFUSALS: list[Refusal] = [
+    # First: these are whole sentences of PyPI's, and a project's name quoted in another
+    # refusal's reason must not pass for them.
+    Refusal(
+        (_NEW_PROJECT,),
+        "<project> does not exist on <index>",
+        "The index has no project of this name, and a trusted publisher can create a project "
+        "only through a pending publisher: the token this run minted came from the publisher "
+        "of another project, or from a pending publisher for another name. Add a pending "
+        "publisher for the project, with the same owner, repository, workflow file and "
+        "environment, on your account's publishing page on the index (the annotation links "
+        "it). PyPI keeps one pending publisher per workflow and creates one project per run "
+        "that way: publish a second new project in a run of its own. If one was added, check "
+        "that its project name is the distribution's name as PyPI normalises it. Then re-run "
+        "the job: files already on the index are recognised.",
+        linked=_project_missing,
+    ),
+    Refusal(
+        (_OIDC_SCOPE,),
+        "No trusted publisher on <project>",
+        "The upload token this run minted covers the projects whose trusted publisher "
+        "matches this workflow, and this project has none. Add the same publisher (owner, "
+        "repository, workflow file and environment) to the project in its settings on the "
+        "index (the annotation links the page). If the project does not exist yet, add it as "
+        "a pending publisher; PyPI keeps one pending publisher per workflow, so new projects "
+        "are created one run at a time. Then re-run the job: files already on the index are "
+        "recognised.",
+        linked=_publisher_missing,
+    ),
     Refusal(
         ("invalid attestations", "attestation"),
         "Attestation refused",
@@ -83,21 +165,12 @@ REFUSALS: list[Refusal] = [
         "version.",
     ),
     Refusal(
-        (_NEW_PROJECT,),
-        "Project does not exist on the index",
-        "The index has no project of this name, and a trusted publisher can create a project "
-        "only through a pending publisher (the token may come from another project's "
-        "publisher). Add a pending publisher for that exact name, with the same owner, "
-        "repository, workflow file and environment, on your account's publishing page; PyPI "
-        "creates one project per run that way. If one was added, check that its name is the "
-        "distribution's name as PyPI normalises it.",
-    ),
-    Refusal(
         ("isn't allowed to upload", "not allowed to upload", "not valid for project"),
         "Token not allowed for this project",
-        "The token is scoped to other projects. With trusted publishing, add the publisher to "
-        "this project (its name must equal the distribution's); with an API token, create one "
-        "scoped to this project.",
+        "The API token passed as `password` is scoped to other projects, or its account may "
+        "not upload to this one. Create a token scoped to this project from an account that "
+        "owns or maintains it, or publish through trusted publishing: add this workflow as "
+        "the project's trusted publisher and remove `password`.",
     ),
     Refusal(
         ("read-only", "read only"),
@@ -144,6 +217,14 @@ REFUSALS: list[Refusal] = [
 ]
 
 
+# Whatever PyPI's reason, when no refusal above recognises it.
+UNRECOGNISED = Refusal(
+    (),
+    "Upload refused",
+    "Read the index's reason, quoted in the message, fix what it names, and re-run the job.",
+)
+
+
 def upload_refusal(
     index: Index,
     filename: str,
@@ -151,70 +232,15 @@ def upload_refusal(
     status: int,
     reason: str,
     *,
-    project: str | None = None,
+    project: str,
 ) -> UploadRejected:
-    title, fix = "Upload refused", "Read the index's reason above, fix it, and re-run the job."
-    for refusal in REFUSALS:
-        if any(word in reason.lower() for word in refusal.words):
-            title, fix = refusal.title, refusal.fix
-            break
-    if project and _OIDC_SCOPE in reason.lower():
-        title, fix = f"No trusted publisher on {project}", _publisher_missing(index, project)
-    if project and _NEW_PROJECT in reason.lower():
-        title = f"{project} does not exist on {index.display_name}"
-        fix = _project_missing(index, project)
+    said = reason.lower()
+    refusal = next((r for r in REFUSALS if any(word in said for word in r.words)), UNRECOGNISED)
     return UploadRejected(
         f"{index.display_name} refused {md_code(filename)}: HTTP {status} {md_code(reason)}",
-        fix=fix,
+        fix=refusal.fix_for(index, project),
         file=display,
-        title=title,
-    )
-
-
-# A minted token reaches the projects whose publisher matched the mint, and no others.
-_OIDC_SCOPE = "oidc scoped token is not valid for project"
-
-
-def _publisher_missing(index: Index, project: str) -> str:
-    from urllib.parse import quote
-
-    where = (
-        f"{index.web}/manage/project/{quote(project)}/settings/publishing/" if index.web else None
-    )
-    pending = f"{index.web}/manage/account/publishing/" if index.web else None
-    return (
-        f"The upload token this run minted covers the projects whose trusted publisher "
-        f"matches this workflow, and {md_code(project)} has none. Add the same publisher "
-        "(owner, repository, workflow file and environment) to "
-        f"{md_code(project)}"
-        + (f" at {where}" if where else f" in its settings on {index.display_name}")
-        + ". If the project does "
-        "not exist yet, add it as a pending publisher"
-        + (f" at {pending}" if pending else "")
-        + "; PyPI keeps one pending publisher per workflow, so new projects are created one "
-        "run at a time. Then re-run the job: files already on the index are recognised."
-    )
-
-
-def _project_missing(index: Index, project: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    name = md_code(canonicalize_name(project))
-    where = (
-        f"at {index.web}/manage/account/publishing/"
-        if index.web
-        else f"on your account's publishing page on {index.display_name}"
-    )
-    return (
-        f"{index.display_name} has no project {name}, and a trusted publisher can create a "
-        "project only through a pending publisher: the token this run minted came from the "
-        "publisher of another project, or from a pending publisher for another name. Add a "
-        f"pending publisher for the project {name}, with the same owner, repository, workflow "
-        f"file and environment, {where}. PyPI keeps one pending publisher per workflow and "
-        "creates one project per run that way: publish a second new project in a run of its "
-        f"own. If one was added, check that its project name is {name}, the distribution's "
-        "name as PyPI normalises it. Then re-run the job: files already on the index are "
-        "recognised."
+        title=refusal.title.replace("<project>", project).replace("<index>", index.display_name),
     )
 
 

@@ -57,6 +57,13 @@ DOWNLOAD_ARTIFACT_HINT = (
     "the same folder as `packages-dir`, and upload the artifact from the build job with "
     "`path: dist/`."
 )
+# A folder without distributions most often means no build step ran before this one (or
+# it wrote elsewhere); an artifact downloaded into another folder comes next.
+NOTHING_BUILT_FIX = (
+    "Build the distributions before this step: `python -m build` writes a wheel and an "
+    "sdist into `dist/`, in this job or in the build job. If the build job made them, "
+    + DOWNLOAD_ARTIFACT_HINT
+)
 _REBUILD = "Build the file again (`python -m build`) and check it with `twine check`."
 
 
@@ -301,7 +308,7 @@ def locate(folder: Path, workspace: Path, reporter: Reporter) -> list[Path]:
         if p.is_file() and not is_distribution(p) and not p.name.endswith(ATTESTATION_SUFFIX)
     ]
     if not found:
-        raise NoDistributions(_empty_reason(shown, others), fix=DOWNLOAD_ARTIFACT_HINT)
+        raise NoDistributions(_empty_reason(shown, others), fix=NOTHING_BUILT_FIX)
     if others:
         names = ", ".join(md_code(p.name) for p in others[:10])
         more = f" and {len(others) - 10} more" if len(others) > 10 else ""

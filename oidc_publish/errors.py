@@ -151,9 +151,11 @@ class NoDistributions(ActionError):
     title = "No distributions to upload"
     explanation = (
         "`packages-dir` is missing, empty, a link that loops, or holds no `*.whl` or `*.tar.gz` "
-        "files. Build the distributions in this job, or download the artifact that holds them, "
-        "before this step; `actions/download-artifact` puts files in `path:`, so name the same "
-        "folder here."
+        "files (PyPI takes no `.egg`, `.zip` or other formats). The usual cause is a missing "
+        "build step: build the distributions before this step (`python -m build` writes a "
+        "wheel and an sdist into `dist/`), in this job or in the build job. If the build job "
+        "made them, `actions/download-artifact` writes the artifact's files into its `path:`: "
+        "name the same folder in `packages-dir`."
     )
 
 
@@ -169,15 +171,16 @@ class Problem:
 
 class DistributionsRejected(ActionError):
     code = "invalid-distributions"
-    title = "Distributions cannot be uploaded together"
+    title = "The distributions cannot be uploaded as they are"
     explanation = (
         "Every distribution is read and checked before the first upload, so nothing is "
         "half-published: each entry named `*.whl` or `*.tar.gz` must be a file (not a named "
         "pipe, a device, or a link to nothing or in a loop), the archive must be readable and "
-        "within sane sizes, the metadata must parse and render on PyPI, each filename must "
-        "match its metadata, and each project must come in one version (compared as PyPI "
-        "compares them: `1.0` is `1.0.0`) with at most one sdist. Each problem is annotated "
-        "on its file under a title of its own, and the fix names what to change."
+        "within sane sizes, the metadata must parse and render on PyPI, and each filename "
+        "must match its metadata. The folder may hold several projects, each in one version "
+        "(compared as PyPI compares them: `1.0` is `1.0.0`) with at most one sdist. Each "
+        "problem is annotated on its file under a title of its own, with the fix; nothing was "
+        "uploaded."
     )
 
     def __init__(self, problems: Sequence[Problem]) -> None:
@@ -368,12 +371,18 @@ class VersionTagMismatch(ActionError):
     code = "version-tag-mismatch"
     title = "The tag and the version differ"
     explanation = (
-        "The workflow runs for a tag whose version (the tag without a leading `v`, "
-        "`release-` or `<project>-`) is not the distributions' version, compared as versions "
-        "(`v1.2` matches `1.2.0`). Most often the tag was pushed before the version was bumped, "
-        "or the build used a stale `dist/` folder. Bump the version and build again, or tag the "
-        "commit that has the version. A tag without a version in it (such as `nightly`) is not "
-        "checked; `verify-tag: false` turns the check off."
+        "The workflow runs for a tag that names another version than the distributions'. The "
+        "tag's version is what follows an optional project name and separator (`<project>-`, "
+        "`<project>_`, `<project>.`, `<project>/` or `<project>@`, the name compared as PyPI "
+        "normalises it) and whatever comes before the first digit (`v`, `release-`), compared "
+        "as versions: `v1.2`, `release-1.2`, `mylib-v1.2`, `mylib/1.2` and `mylib@1.2` all "
+        "match `1.2.0`. A tag that names a project is checked against that project's version, "
+        "one that names none against every release's; a tag that reads several ways (`lib-2.0` "
+        "with projects `lib` and `lib-2`) passes when one reading matches. Most often the tag "
+        "was pushed before the version was bumped, or the build used a stale `dist/` folder. "
+        "Bump the version and build again, or tag the commit that has the version. A tag "
+        "without a version in it (such as `nightly`) is not checked; `verify-tag: false` turns "
+        "the check off."
     )
 
 
@@ -441,9 +450,10 @@ class UploadRejected(ActionError):
     code = "upload-rejected"
     title = "The index refused a file"
     explanation = (
-        "The index answered the upload with an error. The annotation on the file names the "
-        "reason PyPI gave and the fix; the step summary lists which files are on the index and "
-        "which are not, so a re-run after the fix completes the release."
+        "The index answered the upload with an error. The annotation on the file quotes the "
+        "reason the index gave, is titled by it as below, and gives the fix; the step summary "
+        "lists which files are on the index and which are not, so a re-run after the fix "
+        "completes the release."
     )
 
     def __init__(self, message: str, *, fix: str, file: str, title: str) -> None:

@@ -361,6 +361,24 @@ def test_a_folder_of_other_files_names_them_and_what_pypi_takes(workspace: Path)
     assert "only wheels and `.tar.gz` sdists" in empty.value.message
 
 
+@pytest.mark.parametrize(
+    "legacy", [None, "sample_project-1.0.0-py3.11.egg", "sample_project-1.0.0.zip"]
+)
+def test_a_folder_without_distributions_names_the_build_step_then_the_artifact(
+    workspace: Path, legacy: str | None
+) -> None:
+    if legacy:
+        (workspace / "dist" / legacy).write_bytes(b"PK")
+
+    with pytest.raises(NoDistributions) as empty:
+        dists.locate(workspace / "dist", workspace, reporter(workspace))
+
+    fix = empty.value.fix
+    assert fix.startswith("Build the distributions before this step: `python -m build`")
+    assert fix.index("python -m build") < fix.index("actions/download-artifact")
+    assert "same folder as `packages-dir`" in fix
+
+
 def test_one_nested_folder_is_followed_with_a_notice(workspace: Path) -> None:
     wheel = make_wheel(workspace / "dist" / "dist", "sample-project", "1.0.0")
     report = reporter(workspace)

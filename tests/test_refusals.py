@@ -47,7 +47,7 @@ def scoped_token_reason() -> str:
         (400, FILE_TOO_LARGE, "File too large", "limit-request-file"),
         (400, PROJECT_TOO_LARGE, "Project too large", "project size increase"),
         (400, pypi.RELEASE_TOO_OLD, "Release too old for new files", "new version"),
-        (400, pypi.NEW_PROJECT, "Project does not exist on the index", "pending publisher"),
+        (400, pypi.NEW_PROJECT, "sample-project does not exist on PyPI", "pending publisher"),
         (
             403,
             "Read-only mode: Uploads are temporarily disabled.",
@@ -67,7 +67,20 @@ def scoped_token_reason() -> str:
             "Metadata refused",
             "twine check",
         ),
-        (403, scoped_token_reason(), "Token not allowed for this project", "scoped"),
+        (403, scoped_token_reason(), "No trusted publisher on sample-project", "same publisher"),
+        (
+            403,
+            "Invalid API Token: project-scoped token is not valid for project: 'sample-project'",
+            "Token not allowed for this project",
+            "scoped to this project",
+        ),
+        (
+            403,
+            "The user 'octo' isn't allowed to upload to project 'sample-project'. See "
+            "https://pypi.org/help/#project-name for more information.",
+            "Token not allowed for this project",
+            "owns or maintains",
+        ),
         (403, pypi.INVALID_AUTH, "Credentials refused", "__token__"),
         (400, pypi.ONE_SDIST, "A second sdist for this release", "one"),
         (400, pypi.DIGEST_MISMATCH, "The file changed in transit", "alters uploads"),
@@ -77,7 +90,9 @@ def scoped_token_reason() -> str:
 def test_a_refusal_is_titled_on_its_file_with_the_index_reason_quoted(
     code: int, reason: str, title: str, fix_words: str
 ) -> None:
-    error = upload_refusal(Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", code, reason)
+    error = upload_refusal(
+        Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", code, reason, project="sample-project"
+    )
 
     [diagnostic] = error.diagnostics()
     assert diagnostic.title == title
@@ -140,10 +155,10 @@ def test_a_project_pypi_does_not_have_is_diagnosed_as_missing_not_as_a_misnamed_
 
 def test_each_size_limit_gets_its_own_fix() -> None:
     [project] = upload_refusal(
-        Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", 400, PROJECT_TOO_LARGE
+        Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", 400, PROJECT_TOO_LARGE, project="sample-project"
     ).diagnostics()
     [file] = upload_refusal(
-        Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", 400, FILE_TOO_LARGE
+        Index(PYPI_UPLOAD), WHEEL, f"dist/{WHEEL}", 400, FILE_TOO_LARGE, project="sample-project"
     ).diagnostics()
 
     # The project's total: delete old files, or ask for more room where PyPI's message says.
