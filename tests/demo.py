@@ -34,7 +34,8 @@ def main() -> int:
         result = run_action(index, workspace, {"github-attestations": "true"}, sigstore=True)
 
         print("── job log " + "─" * 60)
-        print(result.log())
+        # As a maintainer reads it, without the repository's step debugging.
+        print(result.log(step_debug=False))
         print("── step summary " + "─" * 55)
         print(result.summary)
         print("── outputs " + "─" * 60)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from pypi_attestations import Attestation
 
 from tests.inprocess import attest
@@ -64,6 +66,21 @@ def test_a_verifying_bundle_is_stored_with_an_id(signing: LocalIndex, tmp_path: 
         predicate_type=PUBLISH_V1,
         sha256=sha256(wheel),
     )
+
+
+def test_storing_a_bundle_logs_no_warning(
+    signing: LocalIndex, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What `./dev demo` prints: a warning here would sit above the job's log.
+    sent, _ = bundle(signing, tmp_path)
+    token = signing.github_token()
+    caplog.clear()
+
+    with caplog.at_level(logging.WARNING):
+        stored = post(signing, {"bundle": sent}, token)
+
+    assert stored.status_code == 201
+    assert [record.getMessage() for record in caplog.records] == []
 
 
 def test_requests_github_refuses_before_reading_the_bundle(

@@ -103,6 +103,13 @@ def test_a_stop_without_its_token_lasts_to_the_end_across_streams() -> None:
     assert "::add-mask::x" in run.log()
 
 
+def test_debug_commands_show_only_with_step_debugging() -> None:
+    run = run_with("::debug::GET /simple/ -> 200 OK\nUploaded\n::stop-commands::t\n::debug::text\n")
+
+    assert run.log(step_debug=False) == "Uploaded\n::stop-commands::t\n::debug::text"
+    assert run.log().splitlines()[0] == "::debug::GET /simple/ -> 200 OK"
+
+
 def test_a_mask_printed_while_commands_are_stopped_is_a_leak(
     index: LocalIndex, secret: str
 ) -> None:

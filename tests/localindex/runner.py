@@ -102,13 +102,18 @@ class ActionRun:
         text = "\n".join((*lines, self.summary, self.outputs_raw))
         return [secret for secret in index.secrets() if secret in text]
 
-    def log(self) -> str:
+    def log(self, *, step_debug: bool = True) -> str:
         """The job log as GitHub shows it: mask commands consumed, masked values starred.
 
-        A line is masked with the values masked before it, longest first.
+        A line is masked with the values masked before it, longest first. Without
+        `step_debug` (the repository's ACTIONS_STEP_DEBUG), `debug` commands are left out,
+        as the runner leaves them out of the log.
         """
+        reading = self.reading()
         shown = []
-        for line, masks in self.reading().visible:
+        for number, (line, masks) in enumerate(reading.visible):
+            if not step_debug and number in reading.debug:
+                continue
             masked = line
             for secret in sorted(masks, key=len, reverse=True):
                 masked = masked.replace(secret, "***")
@@ -358,6 +363,8 @@ class LogReading:
     masks: list[str]
     """Every value masked, in order: a multi-line value whole, then each of its lines."""
     visible: list[tuple[str, tuple[str, ...]]]
+    debug: frozenset[int] = frozenset()
+    """The positions in `visible` of `debug` commands: shown only with step debugging."""
     """Each line that reaches the job log, with the masks in force when it was written."""
 
 
@@ -382,6 +389,7 @@ def read_log(lines: Iterable[str]) -> LogReading:
     annotations: list[Annotation] = []
     masks: list[str] = []
     visible: list[tuple[str, tuple[str, ...]]] = []
+    debug: set[int] = set()
     registered = set(REGISTERED_COMMANDS)
     stop_token: str | None = None
     for line in lines:
@@ -418,8 +426,10 @@ def read_log(lines: Iterable[str]) -> LogReading:
                         line=int(line_number) if line_number and line_number.isdigit() else None,
                     )
                 )
+            if name == "debug":
+                debug.add(len(visible))
             visible.append((line, tuple(masks)))
-    return LogReading(annotations, masks, visible)
+    return LogReading(annotations, masks, visible, frozenset(debug))
 
 
 def parse_commands(lines: Iterable[str]) -> tuple[list[Annotation], list[str]]:
