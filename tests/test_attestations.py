@@ -11,7 +11,7 @@ from tests.conftest import Run
 from tests.localindex import identity
 from tests.localindex.clients import https_client
 from tests.localindex.dists import make_release, sha256
-from tests.localindex.github_api import gh_attestation_verify
+from tests.localindex.github_api import verify_stored
 from tests.localindex.server import Fault, LocalIndex
 from tests.localindex.sigstore import PUBLISH_V1
 from tests.summary import results, rows
@@ -215,16 +215,8 @@ def test_github_attestations_store_every_file_where_gh_attestation_verify_finds_
     assert result.returncode == 0, result.stdout
     assert index.files() == {wheel.name: sha256(wheel), sdist.name: sha256(sdist)}
     stored = index.github.stored
-    assert len(stored) == 2
-    for bundle, dist in zip(stored, (wheel, sdist), strict=True):
-        gh_attestation_verify(
-            bundle.bundle,
-            trust_config=index.sigstore_trust_config,
-            repository=identity.REPOSITORY,
-            predicate_type=PUBLISH_V1,
-            sha256=sha256(dist),
-        )
-        assert provenance(index, dist.name), "PyPI's copy is gone"
+    verify_stored(stored, [wheel, sdist], index.sigstore_trust_config)
+    assert all(provenance(index, dist.name) for dist in (wheel, sdist)), "PyPI's copy is gone"
     base = f"https://github.com/{identity.REPOSITORY}/attestations"
     files = json.loads(result.outputs["files"])
     assert [f["github-attestation"] for f in files] == [f"{base}/{s.id}" for s in stored]

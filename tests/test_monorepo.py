@@ -12,10 +12,9 @@ from pathlib import Path
 from tests.conftest import Run, pip_install
 from tests.localindex import identity
 from tests.localindex.dists import make_sdist, make_wheel, sha256
-from tests.localindex.github_api import gh_attestation_verify
+from tests.localindex.github_api import verify_stored
 from tests.localindex.oidc import default_publisher
 from tests.localindex.server import Fault, LocalIndex
-from tests.localindex.sigstore import PUBLISH_V1
 from tests.summary import releases, results
 from tests.test_cli import held
 
@@ -205,15 +204,7 @@ def test_a_refused_release_leaves_the_complete_ones_attested_in_github_and_says_
     assert index.files() == {p.name: sha256(p) for p in built["core"]}
     assert releases(result.summary) == {"core 2.0.0": "complete", "a-plugin 0.3.0": "untouched"}
     stored = index.github.stored
-    assert len(stored) == 2
-    for bundle, dist in zip(stored, built["core"], strict=True):
-        gh_attestation_verify(
-            bundle.bundle,
-            trust_config=index.sigstore_trust_config,
-            repository=identity.REPOSITORY,
-            predicate_type=PUBLISH_V1,
-            sha256=sha256(dist),
-        )
+    verify_stored(stored, built["core"], index.sigstore_trust_config)
     base = f"https://github.com/{identity.REPOSITORY}/attestations"
     assert {f["name"]: f["github-attestation"] for f in json.loads(result.outputs["files"])} == {
         dist.name: f"{base}/{s.id}" for dist, s in zip(built["core"], stored, strict=True)

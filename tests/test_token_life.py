@@ -196,7 +196,7 @@ def test_security_md_names_every_credential_the_requests_carried_and_no_other(
 
     outcome({"github-attestations": "true"}, sigstore=True)
     # A token that nears its end before the second upload: renewed, the first burned.
-    index.token_lifetime, index.latency = 3, {"upload": 1.5}
+    index.token_lifetime, index.latency = 2, {"upload": 1.0}
     assert outcome({"attestations": "false"}) == 2
     outcome({"dry-run": "true"})
     index.publishers = [replace(default_publisher(), workflow="publish.yml")]

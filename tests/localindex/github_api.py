@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from secrets import token_urlsafe
@@ -171,6 +171,26 @@ GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 
 class NotVerified(Exception):
     """What `gh attestation verify` would fail with."""
+
+
+def verify_stored(
+    stored: Sequence[StoredAttestation], paths: Sequence[Path], trust_config: Path
+) -> None:
+    """Each file in `paths` has its bundle in `stored`, in order, and each passes what
+    `gh attestation verify --repo <the workflow's repository>` checks."""
+    from tests.localindex import identity
+    from tests.localindex.dists import sha256
+    from tests.localindex.sigstore import PUBLISH_V1
+
+    assert len(stored) == len(paths), f"{len(stored)} stored for {len(paths)} files"
+    for bundle, path in zip(stored, paths, strict=True):
+        gh_attestation_verify(
+            bundle.bundle,
+            trust_config=trust_config,
+            repository=identity.REPOSITORY,
+            predicate_type=PUBLISH_V1,
+            sha256=sha256(path),
+        )
 
 
 def gh_attestation_verify(
