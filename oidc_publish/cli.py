@@ -131,6 +131,7 @@ def _steps(run: Run, exchange: Exchange, cleared: Future[None]) -> None:
     else:
         order = release_rules.upload_order(run, releases, pages, holdings)
         refused = publish_releases(run, credential, order, attestations, reconciler)
+    dists.log_blake2(run, files)
     # After the first byte only the uploads decide: each step from here can only warn, and
     # what the index took is stored in GitHub whatever the verdict.
     github_attestations.store(run, attestations)

@@ -14,8 +14,8 @@ import hashlib
 import io
 import re
 import stat
+import threading
 from collections.abc import Mapping, Sequence, Set
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,37 @@ NOTHING_BUILT_FIX = (
 _REBUILD = "Build the file again (`python -m build`) and check it with `twine check`."
 
 
+# Bytes read at a time to hash a file.
+HASH_BLOCK = 1024 * 1024
+
+
+class Blake2:
+    """A file's BLAKE2b-256: a form field and the key of PyPI's file URL, which no decision
+    before the first upload needs. The pass that sends the file computes it (`record`);
+    whatever asks before that (a dry run, a file a refusal left unsent) has it computed
+    then, once."""
+
+    def __init__(self, path: Path, value: str | None = None) -> None:
+        self._path = path
+        self._value = value
+        self._lock = threading.Lock()
+
+    @property
+    def value(self) -> str:
+        with self._lock:
+            if self._value is None:
+                digest = hashlib.blake2b(digest_size=32)
+                with self._path.open("rb") as file:
+                    while block := file.read(HASH_BLOCK):
+                        digest.update(block)
+                self._value = digest.hexdigest()
+            return self._value
+
+    def record(self, value: str) -> None:
+        with self._lock:
+            self._value = self._value or value
+
+
 @dataclass(frozen=True)
 class Distribution:
     path: Path
@@ -76,12 +107,18 @@ class Distribution:
     version: str
     size: int
     sha256: str
-    blake2_256: str
+    """Computed before the first upload: signing and the index's rules need it, and the
+    upload checks every byte it sends against it."""
+    blake2: Blake2
     package: PackageFile
 
     @property
     def filename(self) -> str:
         return self.path.name
+
+    @property
+    def blake2_256(self) -> str:
+        return self.blake2.value
 
 
 @dataclass(frozen=True)
@@ -383,8 +420,16 @@ def read(run: Run) -> list[Release]:
             reporter.log(f"{dist.display} ({dist.name} {dist.version}, {dist.size} bytes)")
             if inputs.print_hash:
                 reporter.log(f"  sha256:      {dist.sha256}")
-                reporter.log(f"  blake2b-256: {dist.blake2_256}")
     return releases
+
+
+def log_blake2(run: Run, dists: Sequence[Distribution]) -> None:
+    """Each file's BLAKE2b-256, with `print-hash`, once the uploads computed them (a file
+    that was not sent is hashed now)."""
+    if run.inputs.print_hash:
+        with run.reporter.group("BLAKE2b-256 digests"):
+            for dist in dists:
+                run.reporter.log(f"{dist.display}: {dist.blake2_256}")
 
 
 def load(
@@ -631,17 +676,14 @@ def _read(path: Path, shown: str) -> Distribution:
     import tarfile
     import zipfile
 
-    import twine.package
     from twine.exceptions import InvalidDistribution
-    from twine.package import PackageFile
-
-    # twine hashes each file in 8 KiB reads, one digest after the other: a 300 MB wheel
-    # spends a second there, as long as its upload. Its PackageFile looks the hasher up by
-    # name each time, so the one below (same digests, computed side by side) takes over.
-    twine.package.HashManager = _SideBySide  # type: ignore[assignment,misc]
 
     try:
-        package = PackageFile.from_filename(str(path), comment=None)
+        package = _package(path)
+        sha256 = hashlib.sha256()
+        with path.open("rb") as file:
+            while block := file.read(HASH_BLOCK):
+                sha256.update(block)
     except InvalidDistribution as error:
         message = str(error).replace(str(path.resolve()), shown).replace(str(path), shown)
         raise _Unreadable(
@@ -656,38 +698,44 @@ def _read(path: Path, shown: str) -> Distribution:
         name=package.metadata["name"],
         version=package.metadata["version"],
         size=path.stat().st_size,
-        sha256=package.sha2_digest or "",
-        blake2_256=package.blake2_256_digest or "",
+        sha256=sha256.hexdigest(),
+        blake2=Blake2(path),
         package=package,
     )
 
 
-class _SideBySide:
-    """twine's HashManager, reading 1 MiB blocks and updating BLAKE2b in a second thread
-    while SHA-256 runs in this one; hashlib releases the GIL for both."""
+def _package(path: Path) -> PackageFile:
+    """twine's PackageFile for `path`, its metadata read and checked as twine reads it,
+    without the digests twine's constructor computes: the action computes each digest once,
+    when something needs it, and the upload's form carries them."""
+    from twine.package import PackageFile, _safe_name
 
-    BLOCK = 1024 * 1024
+    class Package(PackageFile):
+        # Everything PackageFile's constructor sets (twine 7, pinned), but its digests.
+        def __init__(
+            self,
+            filename: str,
+            comment: str | None,
+            metadata: Any,
+            python_version: str,
+            filetype: str,
+        ) -> None:
+            self.filename = filename
+            self.basefilename = Path(filename).name
+            self.comment = comment
+            self.metadata = metadata
+            self.python_version = python_version
+            self.filetype = filetype
+            self.safe_name = _safe_name(metadata["name"])
+            self.version = metadata["version"]
+            self.signed_filename = filename + ".asc"
+            self.signed_basefilename = self.basefilename + ".asc"
+            self.gpg_signature = None
+            self.attestations = None
+            self.sha2_digest = None
+            self.blake2_256_digest = None
 
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self._sha256 = hashlib.sha256()
-        self._blake2 = hashlib.blake2b(digest_size=32)
-
-    def hash(self) -> None:
-        with open(self.filename, "rb") as file, ThreadPoolExecutor(1, "blake2b") as side:
-            pending: Future[None] | None = None
-            while block := file.read(self.BLOCK):
-                if pending is not None:
-                    pending.result()
-                pending = side.submit(self._blake2.update, block)
-                self._sha256.update(block)
-            if pending is not None:
-                pending.result()
-
-    def hexdigest(self) -> Any:
-        from twine.package import Hexdigest
-
-        return Hexdigest(self._sha256.hexdigest(), self._blake2.hexdigest())
+    return Package.from_filename(str(path), comment=None)
 
 
 def _check_filename(dist: Distribution, pypi_rules: bool) -> list[Problem]:

@@ -462,22 +462,24 @@ class _Changed(Exception):
 
 
 class _Hashed:
-    """The file's content as the form reads it: the `size` bytes that were hashed, hashed
-    again on their way out.
+    """The file's content as the form reads it: the `size` bytes that were checked, hashed
+    on their way out.
 
-    The last block is handed over only once the digest matches what was hashed, checked and
-    attested; otherwise (or when the file ends early) `_Changed` ends the request before its
-    last bytes, so no index gets a complete request to store the changed file from, whether
-    it checks the digests (as PyPI does) or not. Each block is hashed in `side` while it is
-    being sent, as dists.py hashes beside reading (hashlib and the socket both release the
-    GIL): with a core to spare, the check adds no time to the upload.
+    This pass makes the file's BLAKE2b-256, which only the form needs (`_Blake2Field`, after
+    the file), and checks its SHA-256: the last block is handed over only once it matches what
+    was checked and attested; otherwise (or when the file ends early) `_Changed` ends the
+    request before its last bytes, so no index gets a complete request to store the changed
+    file from, whether it checks the digests (as PyPI does) or not. Each block is hashed in
+    `side` while it is being sent (hashlib and the socket both release the GIL): with a core
+    to spare, the hashing adds no time to the upload.
     """
 
-    def __init__(self, file: BinaryIO, size: int, sha256: str, side: Executor) -> None:
+    def __init__(self, file: BinaryIO, dist: Distribution, side: Executor) -> None:
         self._file = file
-        self._left = size
-        self._sha256 = sha256
-        self._hash = hashlib.sha256()
+        self._dist = dist
+        self._left = dist.size
+        self._sha256 = hashlib.sha256()
+        self._blake2 = hashlib.blake2b(digest_size=32)
         self._side = side
         self._hashing: Future[None] | None = None
 
@@ -491,15 +493,42 @@ class _Hashed:
         block = self._file.read(wanted)
         if self._hashing is not None:
             self._hashing.result()
-        self._hashing = self._side.submit(self._hash.update, block)
+        self._hashing = self._side.submit(self._update, block)
         self._left -= len(block)
         if len(block) < wanted:
-            raise _Changed  # shorter than when it was hashed
+            raise _Changed  # shorter than when it was checked
         if self._left == 0:
             self._hashing.result()
-            if self._hash.hexdigest() != self._sha256:
+            if self._sha256.hexdigest() != self._dist.sha256:
                 raise _Changed
+            self._dist.blake2.record(self._blake2.hexdigest())
         return block
+
+    def _update(self, block: bytes) -> None:
+        self._sha256.update(block)
+        self._blake2.update(block)
+
+
+class _Blake2Field:
+    """The form's `blake2_256_digest`, after the file's part: read once the file's last byte
+    has been, so the pass that sends the file is the one that makes it."""
+
+    def __init__(self, dist: Distribution) -> None:
+        self._dist = dist
+        self._value = b""
+        self._sent = 0
+
+    @property
+    def len(self) -> int:
+        return 64 - self._sent  # hexadecimal BLAKE2b-256
+
+    def read(self, amount: int = -1) -> bytes:
+        if not self._value:
+            self._value = self._dist.blake2_256.encode()
+        wanted = self.len if amount < 0 else min(amount, self.len)
+        piece = self._value[self._sent : self._sent + wanted]
+        self._sent += len(piece)
+        return piece
 
 
 class _Speed:
@@ -536,9 +565,12 @@ class _Session:
         package = dist.package
         fields = self._repository._convert_metadata_to_list_of_tuples(package.metadata_dictionary())
         fields += [(":action", "file_upload"), ("protocol_version", "1")]
-        with open(package.filename, "rb") as file, ThreadPoolExecutor(1, "sha256") as side:
-            content = _Hashed(file, dist.size, dist.sha256, side)
+        fields.append(("sha256_digest", dist.sha256))
+        with open(package.filename, "rb") as file, ThreadPoolExecutor(1, "digests") as side:
+            content = _Hashed(file, dist, side)
             fields.append(("content", (package.basefilename, content, "application/octet-stream")))
+            # After the file, whose sending makes it: PyPI reads the whole form first.
+            fields.append(("blake2_256_digest", _Blake2Field(dist)))
             body = requests_toolbelt.MultipartEncoder(fields)
             response: requests.Response = self._repository.session.post(
                 self.url,

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from oidc_publish.dists import WHEEL, Distribution
+from oidc_publish.dists import WHEEL, Blake2, Distribution
 from oidc_publish.errors import Level, UploadRejected
 from oidc_publish.index_urls import Index
 from oidc_publish.outcomes import Outcome
@@ -41,7 +41,7 @@ def wheel() -> Distribution:
         version="1.0.0",
         size=10,
         sha256="a" * 64,
-        blake2_256="b" * 64,
+        blake2=Blake2(Path(), "b" * 64),
         package=cast(Any, None),
     )
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import pytest
 
-from oidc_publish.dists import SDIST, WHEEL, Distribution, Folder
+from oidc_publish.dists import SDIST, WHEEL, Blake2, Distribution, Folder
 from oidc_publish.errors import (
     ActionError,
     Cancelled,
@@ -59,7 +59,7 @@ def dist(
         version=version,
         size=1234,
         sha256="a" * 64,
-        blake2_256="b" * 64,
+        blake2=Blake2(Path(), "b" * 64),
         package=cast(Any, None),
     )
 

@@ -7,6 +7,7 @@ code logs (see tests/inprocess.py), never by timers.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import signal
 import threading
@@ -413,6 +414,21 @@ def test_a_file_changed_after_hashing_is_refused_by_name_not_published(
     assert rig.index.files() == on_index([first])
     assert rig.index.count("upload") == 1
     assert f"{changed.filename}: uploaded" not in rig.reporter.text()
+
+
+def test_the_blake2_digest_is_made_while_sending_and_follows_the_file(rig: Rig) -> None:
+    wheel = rig.release()[0]
+
+    results = rig.uploader(rig.api_token(), workers=1).upload_all([wheel])
+
+    # The index checked both digests against the bytes it got (a wrong one is refused).
+    assert [r.outcome for r in results] == [Outcome.UPLOADED]
+    [form] = rig.index.bodies("upload")
+    expected = hashlib.blake2b(wheel.path.read_bytes(), digest_size=32).hexdigest()
+    assert form.index(b'name="sha256_digest"') < form.index(b'name="content"')
+    assert form.index(b'name="content"') < form.index(b'name="blake2_256_digest"')
+    assert expected.encode() in form[form.index(b'name="blake2_256_digest"') :]
+    assert wheel.blake2_256 == expected
 
 
 def test_bytes_appended_after_hashing_are_not_sent(rig: Rig) -> None:

@@ -427,6 +427,11 @@ class LocalIndex:
             kinds[self.proxy.credentials[1]] = "proxy credentials"
         return carried(seen, kinds)
 
+    def bodies(self, endpoint: str) -> list[bytes]:
+        """The start of each request body to `endpoint` (carried.BODY_HEAD bytes at most)."""
+        with self._requests.lock:
+            return [bytes(s.body) for s in self._requests.seen if s.endpoint == endpoint]
+
     def hosts(self) -> set[str]:
         """The names requests came to the index by (their Host headers, without the port)."""
         with self._requests.lock:
