@@ -26,10 +26,11 @@ import traceback
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Concatenate, ParamSpec, TypeVar, cast
 
 from tests.localindex.server import LocalIndex
+from tests.localindex.service import IndexAddresses, Service
 
 __all__ = ["Control", "IndexProcess", "IndexProcessError"]
 
@@ -87,7 +88,7 @@ class Control:
         return [name for name in filenames if self._index.sigstore.provenances.has(name)]
 
 
-class IndexProcess:
+class IndexProcess(Service, IndexAddresses):
     """The child's LocalIndex, as a context manager; see the module docstring."""
 
     url: str
@@ -97,7 +98,7 @@ class IndexProcess:
     _process: subprocess.Popen[bytes]
     _pipe: Connection
 
-    def __enter__(self) -> IndexProcess:
+    def start(self) -> IndexProcess:
         ours, theirs = socket.socketpair()
         with theirs:
             fd = theirs.fileno()
@@ -112,14 +113,6 @@ class IndexProcess:
         self.url, self.ca_pem, self.sigstore_trust_config, self.proxy_url = place
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def stop(self) -> None:
         self._pipe.close()
         try:
@@ -127,14 +120,6 @@ class IndexProcess:
         except subprocess.TimeoutExpired:
             self._process.terminate()
             self._process.wait()
-
-    @property
-    def upload_url(self) -> str:
-        return f"{self.url}/legacy/"
-
-    @property
-    def id_token_request_url(self) -> str:
-        return f"{self.url}/_github/token?api-version=2.0"
 
     @property
     def id_token_request_token(self) -> str:

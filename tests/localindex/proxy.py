@@ -16,8 +16,9 @@ import socket
 import threading
 from dataclasses import dataclass
 from socketserver import StreamRequestHandler, ThreadingTCPServer
-from types import TracebackType
 from urllib.parse import quote
+
+from tests.localindex.service import Service
 
 __all__ = ["ConnectProxy", "Tunnel"]
 
@@ -36,7 +37,7 @@ class Tunnel:
     """The Proxy-Authorization header as sent, "" without one."""
 
 
-class ConnectProxy:
+class ConnectProxy(Service):
     def __init__(self, routes: dict[str, tuple[str, int]]) -> None:
         self.routes = routes
         """host name (lower case) -> the local address the tunnel goes to."""
@@ -78,17 +79,6 @@ class ConnectProxy:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-    def __enter__(self) -> ConnectProxy:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset(self) -> None:
         with self._lock:

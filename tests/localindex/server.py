@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from secrets import token_hex, token_urlsafe
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import IO, TYPE_CHECKING, Literal
 from urllib.parse import parse_qs
 
@@ -55,6 +55,7 @@ from tests.localindex.github_api import GitHubApi
 from tests.localindex.oidc import Publisher
 from tests.localindex.proxy import ConnectProxy
 from tests.localindex.pypi import MintedToken, ProjectStatus, Refusal
+from tests.localindex.service import IndexAddresses, Service
 from tests.localindex.sigstore import (
     MOUNTS,
     PREFIX,
@@ -159,7 +160,7 @@ class SimpleRequest:
     headers: dict[str, str]
 
 
-class LocalIndex:
+class LocalIndex(Service, IndexAddresses):
     """The local index; see the module docstring. Use as a context manager or start()/stop()."""
 
     mode: Literal["pypi", "pypiserver"]
@@ -275,17 +276,6 @@ class LocalIndex:
         self.sigstore.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> LocalIndex:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def reset(self) -> None:
         """Back to a fresh index: empty storage, no state, default settings.
 
@@ -336,20 +326,8 @@ class LocalIndex:
         return self._server.server_port
 
     @property
-    def url(self) -> str:
+    def url(self) -> str:  # type: ignore[override]  # an attribute in IndexProcess
         return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def upload_url(self) -> str:
-        return f"{self.url}/legacy/"
-
-    @property
-    def simple_url(self) -> str:
-        return f"{self.url}/simple/"
-
-    @property
-    def id_token_request_url(self) -> str:
-        return f"{self.url}/_github/token?api-version=2.0"
 
     @property
     def sigstore_trust_config(self) -> Path:
