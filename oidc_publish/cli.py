@@ -106,10 +106,9 @@ def _steps(run: Run, exchange: Exchange, cleared: Future[None]) -> None:
     from oidc_publish import attest, dists, github_attestations, installable, release_rules
     from oidc_publish.index import IndexClient
 
-    named = dists.named_releases(run.target.paths)
-    release_rules.check_names(run, named)
+    release_rules.check_names(run, run.target.named)
     holdings = IndexClient(run.index, run.http, run.policy, run.reporter)
-    pages = release_rules.read_pages(holdings, named)
+    pages = release_rules.read_pages(holdings, run.target.named)
     releases = dists.read(run)
     files = [dist for release in releases for dist in release.files]
     signing = attest.start_signing(run, files, cleared)

@@ -67,10 +67,6 @@ NOTHING_BUILT_FIX = (
 _REBUILD = "Build the file again (`python -m build`) and check it with `twine check`."
 
 
-# Bytes read at a time to hash a file.
-HASH_BLOCK = 1024 * 1024
-
-
 class Blake2:
     """A file's BLAKE2b-256: a form field and the key of PyPI's file URL, which no decision
     before the first upload needs. The pass that sends the file computes it (`record`);
@@ -86,10 +82,8 @@ class Blake2:
     def value(self) -> str:
         with self._lock:
             if self._value is None:
-                digest = hashlib.blake2b(digest_size=32)
                 with self._path.open("rb") as file:
-                    while block := file.read(HASH_BLOCK):
-                        digest.update(block)
+                    digest = hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=32))
                 self._value = digest.hexdigest()
             return self._value
 
@@ -680,10 +674,8 @@ def _read(path: Path, shown: str) -> Distribution:
 
     try:
         package = _package(path)
-        sha256 = hashlib.sha256()
         with path.open("rb") as file:
-            while block := file.read(HASH_BLOCK):
-                sha256.update(block)
+            sha256 = hashlib.file_digest(file, "sha256")
     except InvalidDistribution as error:
         message = str(error).replace(str(path.resolve()), shown).replace(str(path), shown)
         raise _Unreadable(

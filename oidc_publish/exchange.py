@@ -80,10 +80,9 @@ class Exchange:
             return credential
         from oidc_publish.credentials import ApiToken
         from oidc_publish.diagnosis import password_notice
-        from oidc_publish.dists import named_releases
 
-        named = named_releases(self._target.paths)
-        notice = password_notice(context, self._target.index, named[0][0]) if named else None
+        project = self._target.project
+        notice = password_notice(context, self._target.index, project) if project else None
         if notice:
             self._reporter.add(notice)
         # No exchange was started because `password` was given.
@@ -114,7 +113,7 @@ class Exchange:
             from oidc_publish.identity import github_identity_token
 
             identity = github_identity_token(
-                reporter, self._made.result, self._environ, asking=asked if audience else None
+                reporter, self._made.result, self._environ, asking=asked
             )
 
         def first_identity(audience: str) -> str:
@@ -131,15 +130,13 @@ class Exchange:
                 asked.set()
             http = self._make_client()
             from oidc_publish.credentials import TrustedPublishing
-            from oidc_publish.dists import named_releases
 
-            named = named_releases(target.paths)
             publishing = TrustedPublishing(
                 index=target.index,
                 http=lambda: http,
                 policy=policy,
                 reporter=reporter,
-                project=named[0][0] if named else None,
+                project=target.project,
                 identity=identity,
                 first_identity=first,
                 clock=world.wall,

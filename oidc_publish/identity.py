@@ -49,6 +49,8 @@ jobs:
       contents: read    # only if the job checks out the repository
 ```"""
 
+_RETRY_FIX = "Re-run the job; if it fails again, check https://www.githubstatus.com/."
+
 IdentityTokens = Callable[[str], str]
 """Gets a GitHub identity token for an audience; raises `Transient` when asking again may help."""
 
@@ -144,7 +146,7 @@ def _through_client(
     if not isinstance(token, str):
         raise IdTokenUnavailable(
             "GitHub's token endpoint answered without an identity token.",
-            fix="Re-run the job; if it fails again, check https://www.githubstatus.com/.",
+            fix=_RETRY_FIX,
         )
     # Checked as `id` checks what it gets: a JWT for the audience asked for.
     try:
@@ -155,7 +157,7 @@ def _through_client(
         raise IdTokenUnavailable(
             f"GitHub's token endpoint answered with a token that is not for the audience "
             f"{md_code(audience)}.",
-            fix="Re-run the job; if it fails again, check https://www.githubstatus.com/.",
+            fix=_RETRY_FIX,
         )
     return token
 
@@ -163,7 +165,7 @@ def _through_client(
 def _refused(status: str | None) -> IdTokenUnavailable:
     return IdTokenUnavailable(
         "GitHub refused the identity token request" + (f" with HTTP {status}." if status else "."),
-        fix="Re-run the job; if it fails again, check https://www.githubstatus.com/.",
+        fix=_RETRY_FIX,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,18 @@ class Target:
     trusted_publishing: bool
     """No `password` is given: the upload token comes from the token exchange."""
     paths: list[Path]
+
+    @cached_property
+    def named(self) -> list[tuple[str, str]]:
+        """The releases the file names name (dists.named_releases), read once."""
+        from oidc_publish.dists import named_releases
+
+        return named_releases(self.paths)
+
+    @property
+    def project(self) -> str | None:
+        """The first project the file names name: the one a refusal's link points at."""
+        return self.named[0][0] if self.named else None
 
     @classmethod
     def read(cls, environ: Mapping[str, str], context: RunnerContext, reporter: Reporter) -> Target:
