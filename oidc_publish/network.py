@@ -352,12 +352,8 @@ def send(
     try:
         answer = within(deadline, attempt, f"{method} {url}")
     except httpx.TransportError as error:
-        if is_certificate_failure(error):
-            raise untrusted_certificate(url) from None
-        failure = connection_failure(error, url)
-        if failure is not None:
-            raise failure from None
-        raise Transient(f"{type(error).__name__}: {error}".rstrip(": ")) from None
+        failure = transport_failure(error, url)
+        raise failure or Transient(f"{type(error).__name__}: {error}".rstrip(": ")) from None
     raise_for_transient(answer.status, answer.reason, answer.headers)
     return answer
 
@@ -524,6 +520,15 @@ def _os_error(chain: list[BaseException]) -> str:
         if isinstance(link, OSError) and link.strerror:
             return link.strerror
     return str(chain[-1]) or type(chain[-1]).__name__
+
+
+def transport_failure(error: Exception, url: str) -> Exception | None:
+    """What a request to `url` that failed in transport means, when it says more than
+    "try again": a certificate this container does not trust, a proxy's refusal, or a host
+    that could not be reached (`connection_failure`); None for any other failure."""
+    if is_certificate_failure(error):
+        return untrusted_certificate(url)
+    return connection_failure(error, url)
 
 
 def is_certificate_failure(error: Exception) -> bool:

@@ -80,10 +80,10 @@ def _ignore(_: str) -> None:
     pass
 
 
-def _joined(page_url: str, href: str) -> tuple[str, str] | None:
-    """(URL, fragment) of a link on the page; None when it does not parse as a URL."""
+def _joined(page_url: str, href: str) -> str | None:
+    """The absolute URL of a link on the page; None when it does not parse as a URL."""
     try:
-        return urldefrag(urljoin(page_url, href))
+        return urljoin(page_url, href)
     except ValueError:  # a host with brackets that are no IPv6 address
         return None
 
@@ -107,7 +107,7 @@ def parse(
         if joined is None:
             unparsable += 1
             continue
-        url, fragment = joined
+        url, fragment = urldefrag(joined)
         name = text or url.rsplit("/", 1)[-1]
         algorithm, _, digest = fragment.partition("=")
         files[name] = IndexedFile(_https(url), digest if algorithm == "sha256" else None)
@@ -168,7 +168,7 @@ def _json_files(
         hashes = entry.get("hashes")
         sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
         files[name] = IndexedFile(
-            _https(urljoin(page_url, url)),
+            _https(joined),
             sha256 if isinstance(sha256, str) else None,
             upload_time(entry.get("upload-time")),
         )

@@ -35,11 +35,9 @@ from oidc_publish.network import (
     SLOW_BYTES_PER_SECOND,
     RetryPolicy,
     Transient,
-    connection_failure,
-    is_certificate_failure,
     persist,
     raise_for_transient,
-    untrusted_certificate,
+    transport_failure,
     within,
 )
 from oidc_publish.outcomes import FileResult, Outcome
@@ -252,12 +250,8 @@ class Uploader:
             try:
                 response = within(deadline, lambda: session.upload(dist, token), dist.filename)
             except (requests.ConnectionError, requests.Timeout) as error:
-                if is_certificate_failure(error):
-                    raise untrusted_certificate(self._index.upload_url) from None
-                failure = connection_failure(error, self._index.upload_url)
-                if failure is not None:
-                    raise failure from None
-                raise Transient(f"{type(error).__name__} while sending") from None
+                failure = transport_failure(error, self._index.upload_url)
+                raise failure or Transient(f"{type(error).__name__} while sending") from None
             except Transient:
                 self._sessions.discard()  # still busy with the abandoned request
                 raise
