@@ -21,7 +21,7 @@ from tests.localindex.clients import https_client, id_token, mint_token, pip_ins
 from tests.localindex.dists import BROKEN_RST, make_sdist, make_wheel, sha256
 from tests.localindex.index_process import IndexProcess
 from tests.localindex.oidc import default_publisher
-from tests.localindex.runner import Annotation, run_action
+from tests.localindex.runner import ActionRun, Annotation, run_action
 from tests.localindex.server import Fault, LocalIndex
 
 NOT_FOUND = (
@@ -488,6 +488,43 @@ def test_runner_builds_the_containers_environment_and_reads_commands_back(
     assert env["REQUESTS_CA_BUNDLE"] == str(index.ca_pem)
     with pytest.raises(ValueError, match="no-such-input"):
         run_action(index, workspace, {"no-such-input": "x"}, entrypoint=entrypoint)
+
+
+def _client_hello(extensions: bytes) -> bytes:
+    """A TLS record holding a ClientHello (TLS 1.2 form) with these extensions."""
+    ciphers = bytes.fromhex("1301c02f")
+    body = b"\x03\x03" + bytes(32) + b"\x00" + len(ciphers).to_bytes(2, "big") + ciphers
+    body += b"\x01\x00" + len(extensions).to_bytes(2, "big") + extensions
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + len(handshake).to_bytes(2, "big") + handshake
+
+
+def test_a_hello_the_server_refuses_is_noted_and_excuses_one_retry_notice_for_it(
+    index: LocalIndex,
+) -> None:
+    # An empty server_name list: OpenSSL refuses it as it once refused, under load, a
+    # hello from the action (BAD_EXTENSION, answered with a decode_error alert).
+    with socket.create_connection(("127.0.0.1", index.port), timeout=10) as raw:
+        raw.sendall(_client_hello(extensions=bytes.fromhex("000000020000")))
+        answer = b"".join(iter(lambda: raw.recv(4096), b""))  # the server closes after noting
+
+    assert answer == bytes.fromhex("15030300020232")  # fatal alert 50, decode_error
+    assert index.failed_handshakes == ["BAD_EXTENSION"]
+
+    retry = Annotation(
+        "notice",
+        "Attempt 1 failed (`cannot connect to 127.0.0.1 directly, with no proxy: [SSL: "
+        "TLSV1_ALERT_DECODE_ERROR] tlsv1 alert decode error (_ssl.c:1006)`); retrying in 0.8s.",
+        "Retrying the audience endpoint",
+    )
+    other = dataclasses.replace(retry, message="Attempt 1 failed (`HTTP 503`); retrying in 1s.")
+    warning = dataclasses.replace(retry, level="warning")
+    run = ActionRun(0, "", "", "", {}, "", [warning, retry, other, retry], [])
+
+    assert run.annotations_besides(index.failed_handshakes) == [warning, other, retry]
+    assert run.annotations_besides([]) == run.annotations
+    index.reset()
+    assert index.failed_handshakes == []
 
 
 def test_an_index_in_a_process_of_its_own_serves_a_whole_run(workspace: Path) -> None:

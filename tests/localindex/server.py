@@ -245,7 +245,7 @@ class LocalIndex(Service, IndexAddresses):
         self.api_tokens: set[str] = set()
         """Static API tokens: never expire, may upload any project."""
         self._restore_defaults()
-        self._server = HttpsServer(("127.0.0.1", 0), tls, self._app)
+        self._server = HttpsServer(("127.0.0.1", 0), tls, self._app, self._requests)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -376,6 +376,12 @@ class LocalIndex(Service, IndexAddresses):
         if endpoint not in known:
             raise ValueError(f"faults cannot be scripted for {endpoint!r}")
         self._requests.add_faults(endpoint, faults)
+
+    @property
+    def failed_handshakes(self) -> list[str]:
+        """OpenSSL's reason for each TLS handshake that failed here since the last reset."""
+        with self._requests.lock:
+            return list(self._requests.failed_handshakes)
 
     def count(self, endpoint: str, status: int | Literal["reset", "held"] | None = None) -> int:
         return sum(

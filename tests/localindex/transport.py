@@ -219,6 +219,8 @@ class Requests:
         self.log: list[LogEntry] = []
         self.seen: list[Seen] = []
         """Every request's headers and the start of its body, as it arrived."""
+        self.failed_handshakes: list[str] = []
+        """OpenSSL's reason for each TLS handshake that failed on the server's side."""
         self._changed = threading.Condition(self.lock)
         self._faults: dict[str, deque[Fault]] = {}
         self._generation = 0
@@ -233,6 +235,10 @@ class Requests:
         with self.lock:
             if generation == self._generation:
                 self.seen.append(seen)
+
+    def handshake_failed(self, reason: str) -> None:
+        with self.lock:
+            self.failed_handshakes.append(reason)
 
     def record(self, generation: int, entry: LogEntry) -> None:
         with self.lock:
@@ -274,6 +280,7 @@ class Requests:
             self._faults.clear()
             self.log.clear()
             self.seen.clear()
+            self.failed_handshakes.clear()
             self._changed.notify_all()
 
     def cancel(self) -> None:
@@ -561,7 +568,12 @@ class _RequestHandler(WSGIRequestHandler):
     def setup(self) -> None:
         # The TLS handshake runs here, in the request's own thread, so a stalled client
         # cannot hold up accept().
-        self.request.do_handshake()
+        try:
+            self.request.do_handshake()
+        except ssl.SSLError as error:
+            assert isinstance(self.server, HttpsServer)
+            self.server.requests.handshake_failed(error.reason or str(error))
+            raise
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -585,14 +597,22 @@ class _RequestHandler(WSGIRequestHandler):
 
 
 class HttpsServer(ThreadingMixIn, WSGIServer):
-    """`app` over TLS on 127.0.0.1 at a free port; serve_forever() in a thread of your own."""
+    """`app` over TLS on 127.0.0.1 at a free port; serve_forever() in a thread of your own.
+    A handshake that fails is noted in `requests`."""
 
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext, app: WSGIApplication) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        tls: ssl.SSLContext,
+        app: WSGIApplication,
+        requests: Requests,
+    ) -> None:
         self._tls = tls
         self.wsgi_app = app
+        self.requests = requests
         super().__init__(address, _RequestHandler)
 
     def server_bind(self) -> None:
