@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,7 +78,7 @@ class ActionRun:
     annotations: list[Annotation]
     masks: list[str]
 
-    def annotations_besides(self, failed_handshakes: Iterable[str]) -> list[Annotation]:
+    def annotations_besides(self, failed_handshakes: Sequence[str]) -> list[Annotation]:
         """The annotations, less one retry notice for a TLS error per handshake that failed
         on the local server's side (its `failed_handshakes`).
 
@@ -87,7 +87,7 @@ class ActionRun:
         alert). The action retries, as it must, and says so in a notice; the notice is
         about the machine, not about what a test checks. Any other annotation is kept.
         """
-        excused = len(list(failed_handshakes))
+        excused = len(failed_handshakes)
         kept = []
         for annotation in self.annotations:
             if (
